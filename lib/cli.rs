@@ -1,0 +1,257 @@
+//! What every trail tool shares: the exit helper, reading inputs, and writing output.
+//!
+//! Contracts every tool gets from here:
+//! - Exit status 0 on success and on a broken pipe (quietly), 2 for bad input or usage (a
+//!   [`StreamError`] about content, or a [`UsageError`]), 1 for anything else. One line on stderr:
+//!   `trail-<tool>: error: <context>: <cause>`.
+//! - Inputs are the file arguments in order, or stdin when there are none (or for `-`); sections
+//!   may be concatenated within and across inputs.
+//! - Output goes to stdout or `-o FILE`. A file is written under a temporary name in the same
+//!   directory and renamed only by [`Output::finish`], so a failed run leaves no partial file.
+//!   When stdout is a terminal, tools that produce a stream print text instead of binary.
+
+use std::fs::File;
+use std::io::{self, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::codec::{self, Frame, FrameKind, RawMap, Reader};
+use crate::error::{StreamError, UsageError};
+use crate::event::{Event, Header, Lost, Stage, Trailer};
+use crate::print::{PrintOptions, Printer};
+
+/// Runs a tool's body and maps its result to an exit status (see the module header).
+pub fn run_tool(tool: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
+    match body() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            let bad_input = err.chain().any(|cause| {
+                cause.downcast_ref::<UsageError>().is_some()
+                    || cause.downcast_ref::<StreamError>().is_some_and(StreamError::is_bad_input)
+            });
+            // Ignore a failure to write the message itself: there is nowhere left to report it.
+            let _ = writeln!(io::stderr().lock(), "{tool}: error: {err:#}");
+            ExitCode::from(if bad_input { 2 } else { 1 })
+        }
+    }
+}
+
+/// Whether any cause in the chain is an `EPIPE` write error.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// This invocation as a pipeline stage, for the header's provenance list.
+pub fn this_stage(tool: &str) -> Stage {
+    Stage {
+        tool: tool.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        args: std::env::args().skip(1).collect(),
+    }
+}
+
+/// Returns the header payload with `stage` appended to its `pipeline`; every other header field,
+/// known or not, is kept byte for byte.
+pub fn append_stage(payload: &[u8], stage: &Stage) -> anyhow::Result<Vec<u8>> {
+    let index = RawMap::parse(payload).map_err(anyhow::Error::msg)?;
+    let mut pipeline: Vec<Stage> = match index.get(payload, "pipeline") {
+        Some(bytes) => rmp_serde::from_slice(bytes).context("header has an unreadable pipeline")?,
+        None => Vec::new(),
+    };
+    pipeline.push(stage.clone());
+    let mut value = Vec::new();
+    codec::encode(&pipeline, &mut value);
+    let mut out = Vec::with_capacity(payload.len() + value.len());
+    index.with_entry(payload, "pipeline", &value, &mut out);
+    Ok(out)
+}
+
+/// The inputs of a tool: file paths, or stdin. `-` means stdin.
+pub struct Inputs {
+    paths: Vec<PathBuf>,
+}
+
+impl Inputs {
+    pub fn new(paths: &[PathBuf]) -> Inputs {
+        Inputs {
+            paths: if paths.is_empty() {
+                vec![PathBuf::from("-")]
+            } else {
+                paths.to_vec()
+            },
+        }
+    }
+
+    /// Opens each input in turn as a frame reader.
+    pub fn readers(&self) -> impl Iterator<Item = anyhow::Result<Reader<Box<dyn io::BufRead>>>> + '_ {
+        self.paths.iter().map(|path| open_reader(path))
+    }
+
+    /// Calls `each` with every frame of every input, in order, and the name of its input.
+    pub fn for_each_frame(&self, mut each: impl FnMut(&Frame, &str) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let mut frame = Frame::default();
+        for reader in self.readers() {
+            let mut reader = reader?;
+            while reader.next_frame(&mut frame)? {
+                each(&frame, reader.name())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens one input path (`-` for stdin) as a buffered frame reader.
+pub fn open_reader(path: &Path) -> anyhow::Result<Reader<Box<dyn io::BufRead>>> {
+    const BUFFER: usize = 256 * 1024;
+    if path == Path::new("-") {
+        return Ok(Reader::new(
+            Box::new(BufReader::with_capacity(BUFFER, io::stdin())),
+            "stdin",
+        ));
+    }
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(Reader::new(
+        Box::new(BufReader::with_capacity(BUFFER, file)),
+        path.display().to_string(),
+    ))
+}
+
+/// A binary output: stdout, or a file that appears only when [`Output::finish`] succeeds.
+pub struct BinaryOutput {
+    writer: codec::Writer<Box<dyn Write>>,
+    pending: Option<(tempfile::TempPath, PathBuf)>,
+}
+
+impl BinaryOutput {
+    /// Opens `path` (through a temporary file in the same directory), or stdout when `None`.
+    pub fn create(path: Option<&Path>) -> anyhow::Result<BinaryOutput> {
+        match path {
+            None => Ok(BinaryOutput {
+                writer: codec::Writer::new(Box::new(io::stdout().lock())),
+                pending: None,
+            }),
+            Some(path) => {
+                let dir = match path.parent() {
+                    Some(dir) if !dir.as_os_str().is_empty() => dir,
+                    _ => Path::new("."),
+                };
+                let temp = tempfile::Builder::new()
+                    .prefix(".trail-")
+                    .tempfile_in(dir)
+                    .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+                let (file, temp_path) = temp.into_parts();
+                Ok(BinaryOutput {
+                    writer: codec::Writer::new(Box::new(file)),
+                    pending: Some((temp_path, path.to_path_buf())),
+                })
+            }
+        }
+    }
+
+    pub fn writer(&mut self) -> &mut codec::Writer<Box<dyn Write>> {
+        &mut self.writer
+    }
+
+    /// Flushes, and for a file renames it into place. Dropping without calling this removes the
+    /// temporary file.
+    pub fn finish(self) -> anyhow::Result<()> {
+        let mut inner = self.writer.into_inner().context("cannot write output")?;
+        inner.flush().context("cannot write output")?;
+        drop(inner);
+        if let Some((temp, path)) = self.pending {
+            temp.persist(&path)
+                .with_context(|| format!("cannot rename output into {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a stream-producing tool writes: the binary stream, or text when stdout is a terminal.
+pub enum Output {
+    Binary(BinaryOutput),
+    Text(Box<Printer<Box<dyn Write>>>),
+}
+
+impl Output {
+    /// `-o FILE` always gets the binary stream; stdout gets text when it is a terminal.
+    pub fn create(path: Option<&Path>) -> anyhow::Result<Output> {
+        if path.is_none() && io::stdout().is_terminal() {
+            let printer = Printer::new(Box::new(io::stdout().lock()) as Box<dyn Write>, PrintOptions::default());
+            return Ok(Output::Text(Box::new(printer)));
+        }
+        Ok(Output::Binary(BinaryOutput::create(path)?))
+    }
+
+    /// Whether this output shows text (a terminal): producers may then flush after each event.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Output::Text(_))
+    }
+
+    /// Forwards one frame as read; header frames must already carry this stage in their pipeline.
+    pub fn forward(&mut self, frame: &Frame, input: &str) -> anyhow::Result<()> {
+        match self {
+            Output::Binary(out) => Ok(out.writer.forward(frame)?),
+            Output::Text(printer) => printer.frame(frame, input),
+        }
+    }
+
+    pub fn header(&mut self, header: &Header) -> anyhow::Result<()> {
+        match self {
+            Output::Binary(out) => Ok(out.writer.write_header(header)?),
+            Output::Text(printer) => Ok(printer.header(header)?),
+        }
+    }
+
+    pub fn event(&mut self, event: &Event) -> anyhow::Result<()> {
+        match self {
+            Output::Binary(out) => Ok(out.writer.write_event(event)?),
+            Output::Text(printer) => Ok(printer.event(event)?),
+        }
+    }
+
+    pub fn lost(&mut self, lost: &Lost) -> anyhow::Result<()> {
+        match self {
+            Output::Binary(out) => Ok(out.writer.write_lost(lost)?),
+            Output::Text(printer) => Ok(printer.lost(lost)?),
+        }
+    }
+
+    pub fn trailer(&mut self, trailer: &Trailer) -> anyhow::Result<()> {
+        match self {
+            Output::Binary(out) => Ok(out.writer.write_trailer(trailer)?),
+            Output::Text(printer) => Ok(printer.trailer(trailer)?),
+        }
+    }
+
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        match self {
+            Output::Binary(out) => Ok(out.writer.flush()?),
+            Output::Text(printer) => Ok(printer.flush()?),
+        }
+    }
+
+    pub fn finish(self) -> anyhow::Result<()> {
+        match self {
+            Output::Binary(out) => out.finish(),
+            Output::Text(mut printer) => Ok(printer.flush()?),
+        }
+    }
+}
+
+/// A pass-through stage's header handling: appends `stage` to a header frame's pipeline.
+pub fn stage_header(frame: &Frame, stage: &Stage) -> anyhow::Result<Frame> {
+    debug_assert_eq!(frame.kind, FrameKind::Header);
+    Ok(Frame {
+        payload: append_stage(&frame.payload, stage)?,
+        ..frame.clone()
+    })
+}

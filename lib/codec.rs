@@ -1,0 +1,493 @@
+//! The stream codec: magic, frames, and the raw view of records.
+//!
+//! Layout (normative text in `schemas/stream.md`):
+//! ```text
+//! stream  = section+
+//! section = magic header-frame frame*
+//! magic   = C1 'T' 'R' 'A' 'I' 'L' major minor          (8 bytes)
+//! frame   = tag:u8 length:u32le payload[length]          (payload: one MessagePack map)
+//! ```
+//! Tags are ASCII capital letters: `H` header, `E` event, `L` lost, `T` trailer; any other letter
+//! is a record kind this build does not know, which readers skip and pass-through stages forward
+//! unchanged. Any other tag byte means corruption. Since a tag is never `0xC1`, a magic at a frame
+//! boundary (concatenated streams) is unambiguous.
+//!
+//! The reader bounds every length before allocating ([`MAX_FRAME`]), distinguishes a clean end at
+//! a frame boundary from truncation, and reports the byte offset of whatever it rejects.
+
+use std::io::{self, BufRead, Write};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{ErrorKind, StreamError};
+use crate::event::{Event, Header, Lost, Trailer, FORMAT_MAJOR, FORMAT_MINOR};
+
+/// First six bytes of every section. `0xC1` is never valid MessagePack, and no JSON, pcap or
+/// pcapng file starts with it.
+pub const MAGIC: [u8; 6] = [0xC1, b'T', b'R', b'A', b'I', b'L'];
+/// Largest payload a reader accepts. Events carry at most 64 KiB of packet plus metadata; a
+/// larger length means a corrupt frame, and must not turn into a huge allocation.
+pub const MAX_FRAME: u32 = 16 << 20;
+
+/// Record kind, from the frame tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    Header,
+    Event,
+    Lost,
+    Trailer,
+    /// A tag this build does not know: skipped by readers, forwarded by pass-through stages.
+    Other(u8),
+}
+
+impl FrameKind {
+    pub fn tag(self) -> u8 {
+        match self {
+            FrameKind::Header => b'H',
+            FrameKind::Event => b'E',
+            FrameKind::Lost => b'L',
+            FrameKind::Trailer => b'T',
+            FrameKind::Other(tag) => tag,
+        }
+    }
+
+    fn from_tag(tag: u8) -> FrameKind {
+        match tag {
+            b'H' => FrameKind::Header,
+            b'E' => FrameKind::Event,
+            b'L' => FrameKind::Lost,
+            b'T' => FrameKind::Trailer,
+            other => FrameKind::Other(other),
+        }
+    }
+}
+
+/// One record as read: its kind, where it started, and its undecoded payload.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub kind: FrameKind,
+    /// Byte offset of the frame (of the magic, for a header) within its input.
+    pub offset: u64,
+    /// Format version of the section this frame belongs to.
+    pub version: (u8, u8),
+    pub payload: Vec<u8>,
+}
+
+impl Default for Frame {
+    fn default() -> Self {
+        Frame {
+            kind: FrameKind::Event,
+            offset: 0,
+            version: (FORMAT_MAJOR, FORMAT_MINOR),
+            payload: Vec::new(),
+        }
+    }
+}
+
+/// Reads frames from one input. `name` is how errors refer to the input (a path or `stdin`).
+pub struct Reader<R> {
+    inner: R,
+    name: String,
+    offset: u64,
+    version: Option<(u8, u8)>,
+}
+
+impl<R: BufRead> Reader<R> {
+    pub fn new(inner: R, name: impl Into<String>) -> Self {
+        Reader {
+            inner,
+            name: name.into(),
+            offset: 0,
+            version: None,
+        }
+    }
+
+    /// The input's name, as errors show it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn error(&self, offset: u64, kind: ErrorKind) -> StreamError {
+        StreamError {
+            input: self.name.clone(),
+            offset,
+            kind,
+        }
+    }
+
+    /// Reads the next frame into `frame` (reusing its buffer). Returns `Ok(false)` at a clean end
+    /// of input, i.e. at a frame boundary after at least one section.
+    pub fn next_frame(&mut self, frame: &mut Frame) -> Result<bool, StreamError> {
+        let start = self.offset;
+        let first = match self.fill_peek() {
+            Ok(Some(byte)) => byte,
+            Ok(None) if self.version.is_some() => return Ok(false),
+            Ok(None) => return Err(self.error(0, ErrorKind::Empty)),
+            Err(e) => return Err(self.error(start, ErrorKind::Io(e))),
+        };
+        if first == MAGIC[0] {
+            let mut magic = [0u8; 8];
+            self.read_exact_at(&mut magic, start, "section magic")?;
+            if magic[..6] != MAGIC {
+                return Err(self.error(start, ErrorKind::BadMagic));
+            }
+            let version = (magic[6], magic[7]);
+            if version.0 != FORMAT_MAJOR {
+                return Err(self.error(start, ErrorKind::UnsupportedVersion(version.0, version.1)));
+            }
+            self.version = Some(version);
+            let header_offset = self.offset;
+            let kind = self.read_frame(frame)?;
+            if kind != FrameKind::Header {
+                return Err(self.error(header_offset, ErrorKind::MissingHeader));
+            }
+            frame.offset = start;
+            return Ok(true);
+        }
+        let Some(version) = self.version else {
+            let what = sniff(self.inner.fill_buf().unwrap_or(&[]));
+            return Err(self.error(0, ErrorKind::NotAStream(what)));
+        };
+        let kind = self.read_frame(frame)?;
+        if kind == FrameKind::Header {
+            // A header is only valid right after a magic: this is a corrupt or hand-made stream.
+            return Err(self.error(start, ErrorKind::MissingMagic));
+        }
+        frame.version = version;
+        Ok(true)
+    }
+
+    fn read_frame(&mut self, frame: &mut Frame) -> Result<FrameKind, StreamError> {
+        let start = self.offset;
+        let mut head = [0u8; 5];
+        self.read_exact_at(&mut head, start, "frame header")?;
+        if !head[0].is_ascii_uppercase() {
+            return Err(self.error(start, ErrorKind::BadTag(head[0])));
+        }
+        let kind = FrameKind::from_tag(head[0]);
+        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]);
+        if len > MAX_FRAME {
+            return Err(self.error(start, ErrorKind::FrameTooLarge(len)));
+        }
+        frame.payload.clear();
+        frame.payload.resize(len as usize, 0);
+        // Borrow dance: read into the frame's buffer without holding `self` mutably twice.
+        let mut payload = std::mem::take(&mut frame.payload);
+        let result = self.read_exact_at(&mut payload, start, "frame payload");
+        frame.payload = payload;
+        result?;
+        frame.kind = kind;
+        frame.offset = start;
+        frame.version = self.version.unwrap_or((FORMAT_MAJOR, FORMAT_MINOR));
+        Ok(kind)
+    }
+
+    fn fill_peek(&mut self) -> io::Result<Option<u8>> {
+        loop {
+            match self.inner.fill_buf() {
+                Ok(buf) => return Ok(buf.first().copied()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn read_exact_at(&mut self, buf: &mut [u8], start: u64, what: &'static str) -> Result<(), StreamError> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.inner.read(&mut buf[done..]) {
+                Ok(0) => {
+                    self.offset += done as u64;
+                    return Err(self.error(
+                        start,
+                        ErrorKind::Truncated {
+                            what,
+                            needed: (self.offset - start) + (buf.len() - done) as u64,
+                            available: self.offset - start,
+                        },
+                    ));
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.error(self.offset + done as u64, ErrorKind::Io(e))),
+            }
+        }
+        self.offset += buf.len() as u64;
+        Ok(())
+    }
+}
+
+/// Names what a non-trail input looks like, for the error message.
+pub fn sniff(start: &[u8]) -> &'static str {
+    match start {
+        [0xd4, 0xc3, 0xb2, 0xa1, ..]
+        | [0xa1, 0xb2, 0xc3, 0xd4, ..]
+        | [0x4d, 0x3c, 0xb2, 0xa1, ..]
+        | [0xa1, 0xb2, 0x3c, 0x4d, ..] => "a pcap file (convert it with trail-from-pcap)",
+        [0x0a, 0x0d, 0x0d, 0x0a, ..] => "a pcapng file (convert it with trail-from-pcap)",
+        [b'{' | b'[', ..] => "JSON, not a trail stream",
+        [0x80..=0x8f | 0xde | 0xdf, ..] => "bare MessagePack without the trail magic",
+        _ => "not a trail stream (no magic)",
+    }
+}
+
+/// Decodes a payload into a typed record; errors carry the frame's position.
+pub fn decode<T: DeserializeOwned>(frame: &Frame, input: &str) -> Result<T, StreamError> {
+    rmp_serde::from_slice(&frame.payload).map_err(|e| StreamError {
+        input: input.to_string(),
+        offset: frame.offset,
+        kind: ErrorKind::Corrupt(e.to_string()),
+    })
+}
+
+/// Encodes a record as a named MessagePack map into `out` (cleared first).
+pub fn encode<T: Serialize>(record: &T, out: &mut Vec<u8>) {
+    out.clear();
+    let mut ser = rmp_serde::Serializer::new(out).with_struct_map();
+    // Writing to a Vec cannot fail, and our types contain only serializable values.
+    record
+        .serialize(&mut ser)
+        .expect("serializing a trail record into memory cannot fail");
+}
+
+/// Writes sections and frames through one buffered writer.
+pub struct Writer<W: Write> {
+    inner: io::BufWriter<W>,
+    scratch: Vec<u8>,
+}
+
+impl<W: Write> Writer<W> {
+    pub fn new(inner: W) -> Self {
+        Writer {
+            inner: io::BufWriter::with_capacity(256 * 1024, inner),
+            scratch: Vec::with_capacity(4096),
+        }
+    }
+
+    /// Starts a section: magic with `version`, then the header payload (a MessagePack map).
+    pub fn write_header_payload(&mut self, version: (u8, u8), payload: &[u8]) -> io::Result<()> {
+        self.inner.write_all(&MAGIC)?;
+        self.inner.write_all(&[version.0, version.1])?;
+        self.write_frame(FrameKind::Header, payload)
+    }
+
+    pub fn write_header(&mut self, header: &Header) -> io::Result<()> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        encode(header, &mut scratch);
+        let result = self.write_header_payload((FORMAT_MAJOR, FORMAT_MINOR), &scratch);
+        self.scratch = scratch;
+        result
+    }
+
+    /// Writes one frame. For a header frame use [`Writer::write_header_payload`], which adds the
+    /// magic a header needs.
+    pub fn write_frame(&mut self, kind: FrameKind, payload: &[u8]) -> io::Result<()> {
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|&len| len <= MAX_FRAME)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "record larger than 16 MiB"))?;
+        let mut head = [0u8; 5];
+        head[0] = kind.tag();
+        head[1..].copy_from_slice(&len.to_le_bytes());
+        self.inner.write_all(&head)?;
+        self.inner.write_all(payload)
+    }
+
+    /// Forwards a frame as read, magic included for headers.
+    pub fn forward(&mut self, frame: &Frame) -> io::Result<()> {
+        match frame.kind {
+            FrameKind::Header => self.write_header_payload(frame.version, &frame.payload),
+            kind => self.write_frame(kind, &frame.payload),
+        }
+    }
+
+    fn write_record<T: Serialize>(&mut self, kind: FrameKind, record: &T) -> io::Result<()> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        encode(record, &mut scratch);
+        let result = self.write_frame(kind, &scratch);
+        self.scratch = scratch;
+        result
+    }
+
+    pub fn write_event(&mut self, event: &Event) -> io::Result<()> {
+        self.write_record(FrameKind::Event, event)
+    }
+
+    pub fn write_lost(&mut self, lost: &Lost) -> io::Result<()> {
+        self.write_record(FrameKind::Lost, lost)
+    }
+
+    pub fn write_trailer(&mut self, trailer: &Trailer) -> io::Result<()> {
+        self.write_record(FrameKind::Trailer, trailer)
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+
+    /// Flushes and returns the underlying writer.
+    pub fn into_inner(self) -> io::Result<W> {
+        self.inner.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+/// The raw view of one MessagePack map (an event or a header): where each key's value lies in
+/// the payload, without decoding the values. Lets stages read one section, or replace one, while
+/// every other byte stays as the producer wrote it.
+#[derive(Debug, Default)]
+pub struct RawMap {
+    /// (key, value byte range) in payload order.
+    entries: Vec<(String, std::ops::Range<usize>)>,
+}
+
+impl RawMap {
+    /// Indexes a payload that holds one MessagePack map with string keys.
+    pub fn parse(payload: &[u8]) -> Result<RawMap, String> {
+        let mut rest = payload;
+        let count = rmp::decode::read_map_len(&mut rest).map_err(|e| format!("record is not a map: {e}"))?;
+        let mut entries = Vec::with_capacity(count.min(64) as usize);
+        for _ in 0..count {
+            let key_len = rmp::decode::read_str_len(&mut rest).map_err(|e| format!("map key is not a string: {e}"))?
+                as usize;
+            if key_len > rest.len() {
+                return Err("map key runs past the end of the record".into());
+            }
+            let key = std::str::from_utf8(&rest[..key_len]).map_err(|_| "map key is not UTF-8".to_string())?;
+            rest = &rest[key_len..];
+            let start = payload.len() - rest.len();
+            skip_value(&mut rest, 0)?;
+            let end = payload.len() - rest.len();
+            entries.push((key.to_string(), start..end));
+        }
+        if !rest.is_empty() {
+            return Err(format!("{} bytes after the end of the record's map", rest.len()));
+        }
+        Ok(RawMap { entries })
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(k, _)| k.as_str())
+    }
+
+    /// The encoded value stored under `key`.
+    pub fn get<'p>(&self, payload: &'p [u8], key: &str) -> Option<&'p [u8]> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, range)| &payload[range.clone()])
+    }
+
+    /// Re-encodes the map with `key` set to the already-encoded `value` (replaced in place, or
+    /// appended). Every other entry is copied byte for byte.
+    pub fn with_entry(&self, payload: &[u8], key: &str, value: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        let replaced = self.entries.iter().any(|(k, _)| k == key);
+        let count = self.entries.len() + usize::from(!replaced);
+        // Writing into a Vec cannot fail.
+        let _ = rmp::encode::write_map_len(out, count as u32);
+        for (k, range) in &self.entries {
+            let _ = rmp::encode::write_str(out, k);
+            if k == key {
+                out.extend_from_slice(value);
+            } else {
+                out.extend_from_slice(&payload[range.clone()]);
+            }
+        }
+        if !replaced {
+            let _ = rmp::encode::write_str(out, key);
+            out.extend_from_slice(value);
+        }
+    }
+}
+
+/// Nesting depth beyond which a record is refused rather than recursed into.
+const MAX_DEPTH: u32 = 64;
+
+/// Advances `rest` past one MessagePack value, checking every length against what is left.
+fn skip_value(rest: &mut &[u8], depth: u32) -> Result<(), String> {
+    use rmp::Marker;
+    if depth > MAX_DEPTH {
+        return Err("record nested too deeply".into());
+    }
+    let marker = rmp::decode::read_marker(rest).map_err(|_| "record ends inside a value".to_string())?;
+    let take = |rest: &mut &[u8], n: usize| -> Result<u64, String> {
+        if rest.len() < n {
+            return Err("record ends inside a value".into());
+        }
+        let mut v = 0u64;
+        for &b in &rest[..n] {
+            v = (v << 8) | u64::from(b);
+        }
+        *rest = &rest[n..];
+        Ok(v)
+    };
+    let skip = |rest: &mut &[u8], n: u64| -> Result<(), String> {
+        let n = usize::try_from(n).map_err(|_| "length too large".to_string())?;
+        if rest.len() < n {
+            return Err("a value runs past the end of the record".into());
+        }
+        *rest = &rest[n..];
+        Ok(())
+    };
+    let (items, pairs) = match marker {
+        Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => (0, false),
+        Marker::U8 | Marker::I8 => return skip(rest, 1),
+        Marker::U16 | Marker::I16 => return skip(rest, 2),
+        Marker::U32 | Marker::I32 | Marker::F32 => return skip(rest, 4),
+        Marker::U64 | Marker::I64 | Marker::F64 => return skip(rest, 8),
+        Marker::FixStr(n) => return skip(rest, n.into()),
+        Marker::Str8 | Marker::Bin8 => {
+            let n = take(rest, 1)?;
+            return skip(rest, n);
+        }
+        Marker::Str16 | Marker::Bin16 => {
+            let n = take(rest, 2)?;
+            return skip(rest, n);
+        }
+        Marker::Str32 | Marker::Bin32 => {
+            let n = take(rest, 4)?;
+            return skip(rest, n);
+        }
+        Marker::FixExt1 => return skip(rest, 2),
+        Marker::FixExt2 => return skip(rest, 3),
+        Marker::FixExt4 => return skip(rest, 5),
+        Marker::FixExt8 => return skip(rest, 9),
+        Marker::FixExt16 => return skip(rest, 17),
+        Marker::Ext8 => {
+            let n = take(rest, 1)?;
+            return skip(rest, n + 1);
+        }
+        Marker::Ext16 => {
+            let n = take(rest, 2)?;
+            return skip(rest, n + 1);
+        }
+        Marker::Ext32 => {
+            let n = take(rest, 4)?;
+            return skip(rest, n + 1);
+        }
+        Marker::FixArray(n) => (u64::from(n), false),
+        Marker::Array16 => (take(rest, 2)?, false),
+        Marker::Array32 => (take(rest, 4)?, false),
+        Marker::FixMap(n) => (u64::from(n), true),
+        Marker::Map16 => (take(rest, 2)?, true),
+        Marker::Map32 => (take(rest, 4)?, true),
+        Marker::Reserved => return Err("invalid MessagePack byte 0xc1".into()),
+    };
+    let values = if pairs { items * 2 } else { items };
+    // Each value takes at least one byte: a count larger than what is left is corrupt.
+    if values > rest.len() as u64 {
+        return Err("a container claims more items than the record holds".into());
+    }
+    for _ in 0..values {
+        skip_value(rest, depth + 1)?;
+    }
+    Ok(())
+}
+
+/// Decodes just one section of an event payload (e.g. `tracking`), without the others.
+pub fn decode_section<T: DeserializeOwned>(payload: &[u8], index: &RawMap, key: &str) -> Option<Result<T, String>> {
+    index
+        .get(payload, key)
+        .map(|bytes| rmp_serde::from_slice(bytes).map_err(|e| e.to_string()))
+}

@@ -1,0 +1,1 @@
+//! Kernel tests (root): see tests/kernel/.

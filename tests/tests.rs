@@ -1,0 +1,5 @@
+//! Tier-1 integration tests: the real binaries over fixtures and synthetic streams, no
+//! privileges needed. One test binary, one module per area.
+
+mod common;
+mod stream;

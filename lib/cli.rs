@@ -255,3 +255,62 @@ pub fn stage_header(frame: &Frame, stage: &Stage) -> anyhow::Result<Frame> {
         ..frame.clone()
     })
 }
+
+/// Every trail tool with its one-line purpose: the list `trail --help` shows.
+pub const TOOLS: &[(&str, &str)] = &[
+    ("capture", "trace packets in the kernel with eBPF and write the event stream"),
+    ("filter", "keep the events (or whole journeys) that match an expression"),
+    ("track", "add or complete tracking ids and link journeys across NAT, tunnels and hosts"),
+    ("sort", "group events into packet journeys, in order"),
+    ("print", "show a stream as text or JSON lines"),
+    ("to-pcap", "write the packets as pcapng/pcap for tcpdump, tshark and Wireshark"),
+    ("to-parquet", "write the events as Parquet for DuckDB, pandas, Spark"),
+    ("from-pcap", "import pcap/pcapng captures as a stream"),
+];
+
+/// The `trail` front command: `trail TOOL ARGS...` runs `trail-TOOL ARGS...` (git-style), looked
+/// up next to this executable first, then on `PATH`. Returns the tool's exit status.
+pub fn run_front(args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    let usage = || {
+        let mut text = String::from("usage: trail TOOL [ARGS...]   (same as trail-TOOL [ARGS...])\n\ntools:\n");
+        for (name, what) in TOOLS {
+            text.push_str(&format!("  {name:<11} {what}\n"));
+        }
+        text.push_str("\n`trail TOOL --help` shows a tool's options.\n");
+        text
+    };
+    let Some(tool) = args.first().and_then(|a| a.to_str()) else {
+        eprint!("{}", usage());
+        return Ok(ExitCode::from(2));
+    };
+    match tool {
+        "-h" | "--help" | "help" => {
+            print!("{}", usage());
+            return Ok(ExitCode::SUCCESS);
+        }
+        "-V" | "--version" => {
+            println!("trail {}", env!("CARGO_PKG_VERSION"));
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
+    if !TOOLS.iter().any(|(name, _)| *name == tool) {
+        return Err(UsageError(format!("unknown tool '{tool}' (see trail --help)")).into());
+    }
+    let program = format!("trail-{tool}");
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(&program)))
+        .filter(|path| path.is_file());
+    let command = beside.unwrap_or_else(|| PathBuf::from(&program));
+    let status = std::process::Command::new(&command)
+        .args(&args[1..])
+        .status()
+        .with_context(|| format!("cannot run {program}"))?;
+    // A tool killed by a signal has no code: report it like a shell would (128 + signal).
+    let code = status.code().unwrap_or_else(|| {
+        use std::os::unix::process::ExitStatusExt;
+        128 + status.signal().unwrap_or(0)
+    });
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}

@@ -36,6 +36,8 @@ pub enum ErrorKind {
     FrameTooLarge(u32),
     /// A frame tag that is not an ASCII capital letter.
     BadTag(u8),
+    /// A pcap or pcapng input that cannot be read (trail-from-pcap).
+    BadPcap(String),
     /// The frame is intact but its payload does not decode.
     Corrupt(String),
 }
@@ -63,6 +65,7 @@ impl fmt::Display for ErrorKind {
                 crate::codec::MAX_FRAME
             ),
             ErrorKind::BadTag(tag) => write!(f, "corrupt frame: invalid record tag {tag:#04x}"),
+            ErrorKind::BadPcap(why) => write!(f, "bad pcap input: {why}"),
             ErrorKind::Corrupt(why) => write!(f, "corrupt record: {why}"),
         }
     }

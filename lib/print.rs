@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::codec::{self, Frame, FrameKind, RawMap};
 use crate::dissect;
-use crate::event::{Clock, Conntrack, CtTuple, Event, Header, Lost, Trailer, SECTIONS};
+use crate::event::{Clock, Conntrack, CtTuple, Event, Header, Lost, ProbeKind, Trailer, SECTIONS};
 
 /// Output layouts of `trail-print`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -39,6 +39,42 @@ pub struct PrintOptions {
     pub fields: Option<BTreeSet<String>>,
     /// Also print section headers (text: a `#` comment line; JSON: a `{"header": …}` object).
     pub headers: bool,
+}
+
+/// Command-line arguments of `trail-print`.
+#[derive(Debug, clap::Args)]
+pub struct PrintArgs {
+    /// Trail streams to print (default: stdin; `-` for stdin). Sections may be concatenated.
+    pub inputs: Vec<std::path::PathBuf>,
+    /// Output layout.
+    #[arg(long, value_enum, default_value = "multi")]
+    pub format: Format,
+    /// Shorthand for `--format json`.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// Show wall-clock UTC times instead of monotonic seconds.
+    #[arg(long)]
+    pub utc: bool,
+    /// Comma-separated sections to show: time, common, probe, packet, skb, dev, netns, drop,
+    /// tracking, ct, nft, stack, retval, or an unknown section's name.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub fields: Option<Vec<String>>,
+    /// Also show section headers and trailers (text: `#` lines; JSON: header/trailer objects).
+    #[arg(long)]
+    pub headers: bool,
+}
+
+/// `trail-print`: renders every input to stdout.
+pub fn run(args: &PrintArgs) -> anyhow::Result<()> {
+    let options = PrintOptions {
+        format: if args.json { Format::Json } else { args.format },
+        utc: args.utc,
+        fields: args.fields.as_ref().map(|f| f.iter().map(|s| s.trim().to_string()).collect()),
+        headers: args.headers,
+    };
+    let mut printer = Printer::new(io::stdout().lock(), options);
+    crate::cli::Inputs::new(&args.inputs).for_each_frame(|frame, input| printer.frame(frame, input))?;
+    Ok(printer.flush()?)
 }
 
 /// Renders records to `out` through one buffered writer.
@@ -300,7 +336,9 @@ impl<W: Write> Printer<W> {
             if self.shows("time") || self.shows("common") {
                 line.push_str(&self.time(common.timestamp));
             }
-            if self.shows("common") {
+            // Imported packets have no cpu or task: do not print made-up zeros.
+            let imported = event.probe.as_ref().is_some_and(|p| p.kind == ProbeKind::PcapImport);
+            if self.shows("common") && !imported {
                 let _ = write!(line, " ({})", common.cpu);
                 if !common.comm.is_empty() {
                     let _ = write!(line, " [{}]", common.comm);

@@ -13,15 +13,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use pcap_file::pcap::PcapParser;
-use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
 use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::PcapError;
 
 use crate::cli::{self, Output};
 use crate::error::{ErrorKind, StreamError};
 use crate::event::{
-    linktype, Bytes, Clock, Common, Dev, Event, Header, Layer, Packet, Probe, ProbeKind, FORMAT_MAJOR,
-    FORMAT_MINOR,
+    linktype, Bytes, Clock, Common, Dev, Event, Header, Layer, Packet, Probe, ProbeKind,
+    FORMAT_MAJOR, FORMAT_MINOR,
 };
 
 /// Largest pcap record or pcapng block accepted; larger means a corrupt length field.
@@ -59,7 +61,8 @@ fn import_one(path: &Path, args: &ImportArgs, output: &mut Output) -> anyhow::Re
     let (reader, name): (Box<dyn Read>, String) = if path == Path::new("-") {
         (Box::new(io::stdin().lock()), "stdin".to_string())
     } else {
-        let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         (Box::new(file), path.display().to_string())
     };
     let mut input = Chunks::new(reader, name);
@@ -78,11 +81,17 @@ fn import_one(path: &Path, args: &ImportArgs, output: &mut Output) -> anyhow::Re
         ..Header::default()
     };
     match magic {
-        [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] | [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] => {
-            import_pcap(&mut input, header, output)
-        }
+        [0xd4, 0xc3, 0xb2, 0xa1]
+        | [0xa1, 0xb2, 0xc3, 0xd4]
+        | [0x4d, 0x3c, 0xb2, 0xa1]
+        | [0xa1, 0xb2, 0x3c, 0x4d] => import_pcap(&mut input, header, output),
         [0x0a, 0x0d, 0x0d, 0x0a] => import_pcapng(&mut input, header, output),
-        _ => Err(input.bad(0, format!("not a pcap or pcapng file ({})", describe(&magic))).into()),
+        _ => Err(input
+            .bad(
+                0,
+                format!("not a pcap or pcapng file ({})", describe(&magic)),
+            )
+            .into()),
     }
 }
 
@@ -95,7 +104,9 @@ fn describe(magic: &[u8; 4]) -> &'static str {
 }
 
 fn import_pcap(input: &mut Chunks, mut header: Header, output: &mut Output) -> anyhow::Result<()> {
-    let parser = input.parse(|src| PcapParser::new(src))?.ok_or_else(|| input.bad(0, "truncated pcap file header".into()))?;
+    let parser = input
+        .parse(PcapParser::new)?
+        .ok_or_else(|| input.bad(0, "truncated pcap file header".into()))?;
     let file_header = parser.header();
     let link = u32::from(file_header.datalink);
     header.snaplen = file_header.snaplen;
@@ -104,7 +115,14 @@ fn import_pcap(input: &mut Chunks, mut header: Header, output: &mut Output) -> a
         match parser.next_packet(input.unparsed()) {
             Ok((rest, packet)) => {
                 let used = input.pending() - rest.len();
-                let event = packet_event(packet.timestamp.as_nanos(), "pcap", None, link, &packet.data, packet.orig_len);
+                let event = packet_event(
+                    packet.timestamp.as_nanos(),
+                    "pcap",
+                    None,
+                    link,
+                    &packet.data,
+                    packet.orig_len,
+                );
                 output.event(&event)?;
                 input.advance(used);
             }
@@ -139,7 +157,9 @@ fn interface_of(idb: &InterfaceDescriptionBlock) -> Interface {
                     1e9 / 2f64.powi(i32::from(res & 0x7f))
                 };
             }
-            InterfaceDescriptionOption::IfTsOffset(secs) => offset_ns = u128::from(*secs) * 1_000_000_000,
+            InterfaceDescriptionOption::IfTsOffset(secs) => {
+                offset_ns = u128::from(*secs) * 1_000_000_000
+            }
             _ => {}
         }
     }
@@ -161,7 +181,7 @@ fn ticks_to_ns(ticks: u128, tick_ns: f64) -> u128 {
 
 fn import_pcapng(input: &mut Chunks, header: Header, output: &mut Output) -> anyhow::Result<()> {
     let mut parser = input
-        .parse(|src| PcapNgParser::new(src))?
+        .parse(PcapNgParser::new)?
         .ok_or_else(|| input.bad(0, "truncated pcapng section header".into()))?;
     // Written at the first interface block, so the header can carry the snap length.
     let mut pending_header = Some(header);
@@ -191,18 +211,40 @@ fn import_pcapng(input: &mut Chunks, header: Header, output: &mut Output) -> any
             }
             Block::EnhancedPacket(epb) => {
                 let interface = interfaces.get(epb.interface_id as usize).ok_or_else(|| {
-                    let why = format!("packet refers to interface {} before its description", epb.interface_id);
+                    let why = format!(
+                        "packet refers to interface {} before its description",
+                        epb.interface_id
+                    );
                     bad_pcap(&name, offset, why)
                 })?;
-                let ts = ticks_to_ns(epb.timestamp.as_nanos(), interface.tick_ns) + interface.offset_ns;
-                let event = packet_event(ts, &interface.name, Some(&interface.name), interface.link, &epb.data, epb.original_len);
+                let ts =
+                    ticks_to_ns(epb.timestamp.as_nanos(), interface.tick_ns) + interface.offset_ns;
+                let event = packet_event(
+                    ts,
+                    &interface.name,
+                    Some(&interface.name),
+                    interface.link,
+                    &epb.data,
+                    epb.original_len,
+                );
                 output.event(&event)?;
             }
             Block::SimplePacket(spb) => {
-                let interface = interfaces
-                    .first()
-                    .ok_or_else(|| bad_pcap(&name, offset, "simple packet before any interface description".into()))?;
-                let event = packet_event(0, &interface.name, Some(&interface.name), interface.link, &spb.data, spb.original_len);
+                let interface = interfaces.first().ok_or_else(|| {
+                    bad_pcap(
+                        &name,
+                        offset,
+                        "simple packet before any interface description".into(),
+                    )
+                })?;
+                let event = packet_event(
+                    0,
+                    &interface.name,
+                    Some(&interface.name),
+                    interface.link,
+                    &spb.data,
+                    spb.original_len,
+                );
                 output.event(&event)?;
             }
             _ => {}
@@ -216,7 +258,14 @@ fn import_pcapng(input: &mut Chunks, header: Header, output: &mut Output) -> any
     Ok(())
 }
 
-fn packet_event(ts_ns: u128, probe: &str, dev: Option<&str>, link: u32, data: &[u8], orig_len: u32) -> Event {
+fn packet_event(
+    ts_ns: u128,
+    probe: &str,
+    dev: Option<&str>,
+    link: u32,
+    data: &[u8],
+    orig_len: u32,
+) -> Event {
     let layer = match link {
         linktype::RAW | linktype::IPV4 | linktype::IPV6 => Layer::L3,
         _ => Layer::L2,
@@ -228,7 +277,11 @@ fn packet_event(ts_ns: u128, probe: &str, dev: Option<&str>, link: u32, data: &[
         }),
         probe: Some(Probe {
             kind: ProbeKind::PcapImport,
-            name: if probe.is_empty() { "pcap".into() } else { probe.into() },
+            name: if probe.is_empty() {
+                "pcap".into()
+            } else {
+                probe.into()
+            },
         }),
         packet: Some(Packet {
             data: Bytes(data.to_vec()),
@@ -280,13 +333,19 @@ impl Chunks {
         }
         if self.buf.len() - self.start > MAX_BLOCK {
             return Err(self
-                .bad(self.offset, format!("record larger than {MAX_BLOCK} bytes (corrupt length?)"))
+                .bad(
+                    self.offset,
+                    format!("record larger than {MAX_BLOCK} bytes (corrupt length?)"),
+                )
                 .into());
         }
         // Compact only when refilling, so each byte moves at most once per refill.
         self.buf.drain(..self.start);
         self.start = 0;
-        let available = self.reader.fill_buf().with_context(|| format!("cannot read {}", self.name))?;
+        let available = self
+            .reader
+            .fill_buf()
+            .with_context(|| format!("cannot read {}", self.name))?;
         if available.is_empty() {
             self.eof = true;
             return Ok(false);
@@ -305,15 +364,18 @@ impl Chunks {
         while self.pending() < 4 && self.fill()? {}
         match self.buf.get(self.start..self.start + 4) {
             Some(magic) => Ok([magic[0], magic[1], magic[2], magic[3]]),
-            None if self.pending() == 0 => {
-                Err(self.bad(0, "empty input, expected a pcap or pcapng file".into()).into())
-            }
+            None if self.pending() == 0 => Err(self
+                .bad(0, "empty input, expected a pcap or pcapng file".into())
+                .into()),
             None => Err(self.bad(0, "truncated file header".into()).into()),
         }
     }
 
     /// Runs a parser constructor (which reads the file header); `None` if the input ends first.
-    fn parse<T>(&mut self, mut parse: impl FnMut(&[u8]) -> Result<(&[u8], T), PcapError>) -> anyhow::Result<Option<T>> {
+    fn parse<T>(
+        &mut self,
+        mut parse: impl FnMut(&[u8]) -> Result<(&[u8], T), PcapError>,
+    ) -> anyhow::Result<Option<T>> {
         loop {
             match parse(&self.buf[self.start..]) {
                 Ok((rest, value)) => {
@@ -348,7 +410,10 @@ impl Chunks {
                 if self.fill()? {
                     Ok(())
                 } else {
-                    let why = format!("truncated record: input ends {} bytes into it", self.pending());
+                    let why = format!(
+                        "truncated record: input ends {} bytes into it",
+                        self.pending()
+                    );
                     Err(self.bad(self.offset, why).into())
                 }
             }

@@ -13,8 +13,7 @@
 //! protocol type) with their inner packets, the first fragment's transport header, and TCP
 //! fields from a header whose options were cut.
 
-use std::fmt::Write;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 use etherparse::err::{ip_auth, ipv4, ipv6, ipv6_exts};
 use etherparse::{
@@ -204,15 +203,16 @@ fn be24(bytes: &[u8], at: usize) -> u32 {
 /// `aa:bb:cc:dd:ee:ff` for any address length, without going through the formatter.
 fn mac(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 3);
+    let mut out = Vec::with_capacity(bytes.len() * 3);
     for (i, b) in bytes.iter().enumerate() {
         if i > 0 {
-            out.push(':');
+            out.push(b':');
         }
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 0xf)] as char);
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0xf)]);
     }
-    out
+    // Hex digits and colons are ASCII: the conversion cannot fail.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn fail(d: &mut Dissection, why: &str) {
@@ -318,7 +318,7 @@ fn arp(d: &mut Dissection, bytes: &[u8], len: u32) {
     };
     let ipv4 = arp.proto_addr_type().0 == 0x0800;
     let proto_addr = |a: &[u8]| match <[u8; 4]>::try_from(a) {
-        Ok(v4) if ipv4 => Ipv4Addr::from(v4).to_string(),
+        Ok(v4) if ipv4 => ipv4_text(v4),
         _ => mac(a),
     };
     d.arp = Some(ArpInfo {
@@ -362,8 +362,8 @@ fn ipv4_layer(d: &mut Dissection, bytes: &[u8], depth: u8) {
     let frag_offset = h.fragments_offset().byte_offset();
     d.ip = Some(IpInfo {
         version: 4,
-        src: Ipv4Addr::from(h.source()).to_string(),
-        dst: Ipv4Addr::from(h.destination()).to_string(),
+        src: ipv4_text(h.source()),
+        dst: ipv4_text(h.destination()),
         proto: payload.ip_number.0,
         ttl: h.ttl(),
         tos: h.slice()[1],
@@ -658,11 +658,62 @@ fn ethertype_name(ethertype: u16) -> &'static str {
     }
 }
 
+/// Appends to the summary line without going through `fmt` (a third of the time otherwise):
+/// text, decimal and hex numbers.
+struct Line<'a>(&'a mut String);
+
+impl Line<'_> {
+    fn s(&mut self, text: &str) -> &mut Self {
+        self.0.push_str(text);
+        self
+    }
+
+    fn n(&mut self, value: impl Into<u32>) -> &mut Self {
+        push_decimal(self.0, value.into());
+        self
+    }
+
+    /// `0x0800`.
+    fn hex4(&mut self, value: u16) -> &mut Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.0.push_str("0x");
+        for shift in [12, 8, 4, 0] {
+            self.0
+                .push(HEX[usize::from((value >> shift) & 0xf)] as char);
+        }
+        self
+    }
+}
+
+fn push_decimal(out: &mut String, mut value: u32) {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    // Digits are ASCII: the conversion cannot fail.
+    out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
+}
+
+/// Dotted quad; faster than `Ipv4Addr`'s `Display`, which pads through the formatter.
+fn ipv4_text(addr: [u8; 4]) -> String {
+    let mut out = String::with_capacity(15);
+    for (i, octet) in addr.into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        push_decimal(&mut out, u32::from(octet));
+    }
+    out
+}
+
 /// tcpdump's wording of an ICMP type/code (the common ones; others as `type-#N`).
-fn icmp_text(out: &mut String, l4: &L4Info) {
-    let (Some(t), Some(code)) = (l4.icmp_type, l4.icmp_code) else {
-        return;
-    };
+fn icmp_text(line: &mut Line, t: u8, code: u8) {
     let text = match t {
         0 => "echo reply",
         8 => "echo request",
@@ -686,15 +737,14 @@ fn icmp_text(out: &mut String, l4: &L4Info) {
         13 => "time stamp request",
         14 => "time stamp reply",
         _ => {
-            let _ = write!(out, "type-#{t}");
+            line.s("type-#").n(t);
             return;
         }
     };
-    out.push_str(text);
+    line.s(text);
 }
 
-fn icmp6_text(out: &mut String, l4: &L4Info) {
-    let Some(t) = l4.icmp_type else { return };
+fn icmp6_text(line: &mut Line, t: u8) {
     let text = match t {
         1 => "destination unreachable",
         2 => "packet too big",
@@ -712,11 +762,11 @@ fn icmp6_text(out: &mut String, l4: &L4Info) {
         137 => "redirect",
         143 => "multicast listener report v2",
         _ => {
-            let _ = write!(out, "type-#{t}");
+            line.s("type-#").n(t);
             return;
         }
     };
-    out.push_str(text);
+    line.s(text);
 }
 
 /// tcpdump's TCP flag letters, in its order; ACK is `.`.
@@ -741,9 +791,24 @@ fn tcp_flags_text(out: &mut String, flags: u8) {
     }
 }
 
+fn direction(packet_type: u16) -> &'static str {
+    match packet_type {
+        0 => "In ",
+        1 => "B ",
+        2 => "M ",
+        3 => "P ",
+        4 => "Out ",
+        _ => "? ",
+    }
+}
+
 impl Dissection {
     /// One tcpdump-like line (`-n` style), e.g.
     /// `192.0.2.1.5353 > 192.0.2.2.53: UDP, length 32`.
+    ///
+    /// With a link-layer header it starts like `tcpdump -e` (MAC addresses, EtherType and
+    /// frame length, then the network layer without its `IP` word); VLAN tags are shown as
+    /// `vlan 100,` before the EtherType; tunnels show the outer headers, then the inner packet.
     pub fn summary(&self) -> String {
         let mut out = String::with_capacity(160);
         self.write_summary(&mut out);
@@ -752,164 +817,165 @@ impl Dissection {
 
     /// [`Dissection::summary`] appended to `out`, for callers that reuse a buffer.
     pub fn write_summary(&self, out: &mut String) {
-        // `write!` into a String cannot fail.
+        let mut line = Line(out);
+        // tcpdump -e leaves out the protocol word that the EtherType already says.
         let mut named = false;
         if let Some(sll) = &self.sll {
-            out.push_str(match sll.packet_type {
-                0 => "In ",
-                1 => "B ",
-                2 => "M ",
-                3 => "P ",
-                4 => "Out ",
-                _ => "? ",
-            });
+            line.s(direction(sll.packet_type));
             if let Some(ifindex) = sll.ifindex {
-                let _ = write!(out, "ifindex {ifindex} ");
+                line.s("ifindex ").n(ifindex).s(" ");
             }
-            let _ = write!(
-                out,
-                "{} ethertype {} (0x{:04x}), length {}: ",
-                sll.addr,
-                ethertype_name(sll.protocol),
-                sll.protocol,
-                self.len
-            );
+            line.s(&sll.addr)
+                .s(" ethertype ")
+                .s(ethertype_name(sll.protocol))
+                .s(" (");
+            line.hex4(sll.protocol).s("), length ").n(self.len).s(": ");
             named = true;
         }
         if let Some(eth) = &self.eth {
-            let _ = write!(out, "{} > {}, ", eth.src, eth.dst);
-            for id in &self.vlans {
-                let _ = write!(out, "vlan {id}, ");
+            line.s(&eth.src).s(" > ").s(&eth.dst).s(", ");
+            for &id in &self.vlans {
+                line.s("vlan ").n(id).s(", ");
             }
-            let _ = write!(
-                out,
-                "ethertype {} (0x{:04x}), length {}: ",
-                ethertype_name(eth.ethertype),
-                eth.ethertype,
-                self.len
-            );
-            // tcpdump -e leaves out the protocol word that the EtherType already says.
+            line.s("ethertype ")
+                .s(ethertype_name(eth.ethertype))
+                .s(" (");
+            line.hex4(eth.ethertype).s("), length ").n(self.len).s(": ");
             named = true;
         }
         if let Some(arp) = &self.arp {
             if !named {
-                out.push_str("ARP, ");
+                line.s("ARP, ");
             }
-            let _ = match arp.op {
-                1 => write!(
-                    out,
-                    "Request who-has {} tell {}",
-                    arp.target_ip, arp.sender_ip
-                ),
-                2 => write!(out, "Reply {} is-at {}", arp.sender_ip, arp.sender_mac),
-                op => write!(out, "op {op} {} > {}", arp.sender_ip, arp.target_ip),
+            match arp.op {
+                1 => line
+                    .s("Request who-has ")
+                    .s(&arp.target_ip)
+                    .s(" tell ")
+                    .s(&arp.sender_ip),
+                2 => line
+                    .s("Reply ")
+                    .s(&arp.sender_ip)
+                    .s(" is-at ")
+                    .s(&arp.sender_mac),
+                op => line
+                    .s("op ")
+                    .n(op)
+                    .s(" ")
+                    .s(&arp.sender_ip)
+                    .s(" > ")
+                    .s(&arp.target_ip),
             };
-            let _ = write!(out, ", length {}", arp.len);
+            line.s(", length ").n(arp.len);
         } else if let Some(ip) = &self.ip {
-            self.write_ip(out, ip, named);
+            self.write_ip(&mut line, ip, named);
         } else if self.eth.is_none() && self.sll.is_none() && self.error.is_none() {
-            out.push_str("(no packet)");
+            line.s("(no packet)");
         }
         if let Some(error) = &self.error {
-            if !out.is_empty() && !out.ends_with(' ') {
-                out.push(' ');
+            if !line.0.is_empty() && !line.0.ends_with(' ') {
+                line.s(" ");
             }
-            let _ = write!(out, "[{error}]");
+            line.s("[").s(error).s("]");
         }
     }
 
-    fn write_ip(&self, out: &mut String, ip: &IpInfo, named: bool) {
+    fn write_ip(&self, line: &mut Line, ip: &IpInfo, named: bool) {
         if !named {
-            out.push_str(if ip.version == 4 { "IP " } else { "IP6 " });
+            line.s(if ip.version == 4 { "IP " } else { "IP6 " });
         }
         let ports = self.l4.as_ref().and_then(|l4| l4.sport.zip(l4.dport));
-        let _ = match ports {
-            Some((sport, dport)) => write!(out, "{}.{sport} > {}.{dport}:", ip.src, ip.dst),
-            None => write!(out, "{} > {}:", ip.src, ip.dst),
+        match ports {
+            Some((sport, dport)) => line
+                .s(&ip.src)
+                .s(".")
+                .n(sport)
+                .s(" > ")
+                .s(&ip.dst)
+                .s(".")
+                .n(dport)
+                .s(":"),
+            None => line.s(&ip.src).s(" > ").s(&ip.dst).s(":"),
         };
         let Some(l4) = &self.l4 else {
             if ip.frag_offset != 0 {
                 // tcpdump says only `ip-proto-17`; the offset is worth the few extra words.
-                let more = if ip.more_fragments { ", flags [+]" } else { "" };
-                let _ = write!(
-                    out,
-                    " ip-proto-{}, frag offset {}{more}",
-                    ip.proto, ip.frag_offset
-                );
+                line.s(" ip-proto-")
+                    .n(ip.proto)
+                    .s(", frag offset ")
+                    .n(ip.frag_offset);
+                if ip.more_fragments {
+                    line.s(", flags [+]");
+                }
             }
             return;
         };
         match l4.proto.as_str() {
             "tcp" => {
                 if let Some(flags) = l4.tcp_flags {
-                    out.push_str(" Flags [");
-                    tcp_flags_text(out, flags);
-                    out.push(']');
+                    line.s(" Flags [");
+                    tcp_flags_text(line.0, flags);
+                    line.s("]");
                     // Like tcpdump: a bare ACK has no sequence number worth showing.
                     if let Some(seq) = l4.seq {
                         if l4.payload_len > 0 {
                             let end = seq.wrapping_add(l4.payload_len);
-                            let _ = write!(out, ", seq {seq}:{end}");
+                            line.s(", seq ").n(seq).s(":").n(end);
                         } else if flags & 0x07 != 0 {
-                            let _ = write!(out, ", seq {seq}");
+                            line.s(", seq ").n(seq);
                         }
                     }
                     if let Some(ack) = l4.ack.filter(|_| flags & 0x10 != 0) {
-                        let _ = write!(out, ", ack {ack}");
+                        line.s(", ack ").n(ack);
                     }
                     if let Some(win) = l4.win {
-                        let _ = write!(out, ", win {win}");
+                        line.s(", win ").n(win);
                     }
-                    out.push(',');
+                    line.s(",");
                 } else {
-                    out.push_str(" TCP,");
+                    line.s(" TCP,");
                 }
-                let _ = write!(out, " length {}", l4.payload_len);
+                line.s(" length ").n(l4.payload_len);
             }
             // Like tcpdump, a tunnel replaces the UDP words.
             "udp" => match &self.tunnel {
                 Some(tunnel) => {
                     if tunnel.kind == "vxlan" {
-                        let _ = write!(out, " VXLAN, vni {}", tunnel.vni);
+                        line.s(" VXLAN, vni ").n(tunnel.vni);
                     } else {
-                        let _ = write!(
-                            out,
-                            " Geneve, vni {}, proto {} (0x{:04x})",
-                            tunnel.vni,
-                            ethertype_name(tunnel.proto),
-                            tunnel.proto
-                        );
+                        line.s(" Geneve, vni ").n(tunnel.vni).s(", proto ");
+                        line.s(ethertype_name(tunnel.proto))
+                            .s(" (")
+                            .hex4(tunnel.proto)
+                            .s(")");
                         if tunnel.options_len > 0 {
-                            let _ = write!(out, ", options [{} bytes]", tunnel.options_len);
+                            line.s(", options [").n(tunnel.options_len).s(" bytes]");
                         }
                     }
                     if let Some(inner) = &self.inner {
-                        out.push_str(": ");
-                        inner.write_summary(out);
+                        line.s(": ");
+                        inner.write_summary(line.0);
                     }
                 }
                 None => {
-                    let _ = write!(out, " UDP, length {}", l4.payload_len);
+                    line.s(" UDP, length ").n(l4.payload_len);
                 }
             },
-            "icmp" => {
-                out.push_str(" ICMP ");
-                icmp_text(out, l4);
-                if let (Some(id), Some(seq)) = (l4.icmp_id, l4.icmp_seq) {
-                    let _ = write!(out, ", id {id}, seq {seq}");
+            "icmp" | "icmp6" => {
+                let v4 = l4.proto == "icmp";
+                line.s(if v4 { " ICMP " } else { " ICMP6, " });
+                match (l4.icmp_type, l4.icmp_code) {
+                    (Some(t), Some(code)) if v4 => icmp_text(line, t, code),
+                    (Some(t), _) => icmp6_text(line, t),
+                    _ => {}
                 }
-                let _ = write!(out, ", length {}", l4.payload_len);
-            }
-            "icmp6" => {
-                out.push_str(" ICMP6, ");
-                icmp6_text(out, l4);
                 if let (Some(id), Some(seq)) = (l4.icmp_id, l4.icmp_seq) {
-                    let _ = write!(out, ", id {id}, seq {seq}");
+                    line.s(", id ").n(id).s(", seq ").n(seq);
                 }
-                let _ = write!(out, ", length {}", l4.payload_len);
+                line.s(", length ").n(l4.payload_len);
             }
             proto => {
-                let _ = write!(out, " ip-proto-{proto} {}", l4.payload_len);
+                line.s(" ip-proto-").s(proto).s(" ").n(l4.payload_len);
             }
         }
     }

@@ -443,6 +443,32 @@ fn tcp_fields() {
 }
 
 #[test]
+fn tcp_header_with_options_cut() {
+    let whole = build(|out| {
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(IP_A, IP_B, 64)
+            .tcp(34567, 45678, 7, 1000)
+            .syn()
+            .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)])
+            .expect("tcp options")
+            .write(out, &[])
+            .expect("build tcp")
+    });
+    let d = eth(&whole[..14 + 20 + 22]);
+    let l4 = d.l4.as_ref().expect("fixed part decoded");
+    assert_eq!(
+        (l4.sport, l4.seq, l4.tcp_flags),
+        (Some(34567), Some(7), Some(0x02))
+    );
+    assert_eq!(
+        l4.payload_len, 0,
+        "header length from the data offset, options included"
+    );
+    assert_eq!(d.error.as_deref(), Some("truncated tcp options"));
+    assert_eq!(eth(&whole).error, None);
+}
+
+#[test]
 fn qinq_ids_outermost_first() {
     let d = eth(&vlan_udp(Some(300), 100));
     assert_eq!(d.vlans, vec![300, 100]);

@@ -803,8 +803,9 @@ fn direction(packet_type: u16) -> &'static str {
 }
 
 impl Dissection {
-    /// One tcpdump-like line (`-n` style), e.g.
-    /// `192.0.2.1.5353 > 192.0.2.2.53: UDP, length 32`.
+    /// One tcpdump-like line (`-n` style), e.g. `IP 192.0.2.1.34567 > 192.0.2.2.53: UDP,
+    /// length 32` for raw IP, or for an Ethernet frame `02:00:00:00:00:0a > 02:00:00:00:00:0b,
+    /// ethertype IPv4 (0x0800), length 74: 192.0.2.1.34567 > 192.0.2.2.53: UDP, length 32`.
     ///
     /// With a link-layer header it starts like `tcpdump -e` (MAC addresses, EtherType and
     /// frame length, then the network layer without its `IP` word); VLAN tags are shown as

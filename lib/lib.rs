@@ -14,3 +14,4 @@ pub mod error;
 pub mod event;
 pub mod pcap_import;
 pub mod print;
+pub mod synth;

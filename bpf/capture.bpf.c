@@ -119,10 +119,10 @@ static __always_inline __u64 fnv(__u64 h, __u8 b)
  * schemas/tracking.md): IPv4 total length, id, fragment field and protocol, or IPv6 payload
  * length, next header and flow label; then up to 16 bytes of the transport segment past the
  * fields NAT rewrites (UDP: payload; TCP: sequence, ack, offset, flags; ICMP: sequence and
- * payload). Non-IP packets: protocol and length only.
+ * payload). Non-IP packets: protocol, length and first bytes from the MAC header.
  */
-static __always_inline __u64 fingerprint(struct sk_buff *skb, unsigned char *head, __u16 net,
-					 __u16 protocol, __u32 len)
+static __always_inline __u64 fingerprint(unsigned char *head, unsigned char *data, __u16 mac,
+					 __u16 net, __u16 protocol, __u32 len)
 {
 	__u64 h = 0xcbf29ce484222325ULL;
 	__u8 l3[40] = {};
@@ -194,10 +194,20 @@ static __always_inline __u64 fingerprint(struct sk_buff *skb, unsigned char *hea
 	}
 	return h;
 other:
+	/* Non-IP (ARP, VLAN-tagged frames seen before untagging, ...): the length from the MAC
+	 * header, which is the same before and after eth_type_trans() pulls it, and the first
+	 * bytes from there. */
+	if (mac != 0xffff) {
+		len = len + (__u32)(data - (head + mac));
+		bpf_probe_read_kernel(l3, sizeof(l3), head + mac);
+	}
 	h = fnv(h, protocol & 0xff);
 	h = fnv(h, protocol >> 8);
 	h = fnv(h, len & 0xff);
 	h = fnv(h, (len >> 8) & 0xff);
+#pragma unroll
+	for (int i = 0; i < 24; i++)
+		h = fnv(h, l3[i]);
 	return h;
 }
 
@@ -407,7 +417,7 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	if (collectors & TRAIL_C_CT)
 		collect_ct(ev, skb);
 	if (collectors & TRAIL_C_TRACKING) {
-		fp = fingerprint(skb, head, net, protocol, ev->len);
+		fp = fingerprint(head, data, mac, net, protocol, ev->len);
 		track(ev, fp, frees, dataref);
 	}
 

@@ -42,13 +42,18 @@ pub fn uname() -> (String, String) {
     }
     let text = |field: &[libc::c_char]| {
         // SAFETY: uname NUL-terminates every field within its array.
-        unsafe { CStr::from_ptr(field.as_ptr()) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(field.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
     };
     (text(&uts.nodename), text(&uts.release))
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid timespec; both clocks always exist on Linux.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
@@ -88,13 +93,17 @@ impl Kallsyms {
         for line in io::BufReader::new(file).lines() {
             let line = line?;
             let mut fields = line.split_whitespace();
-            let (Some(addr), Some(kind), Some(name)) = (fields.next(), fields.next(), fields.next()) else {
+            let (Some(addr), Some(kind), Some(name)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
                 continue;
             };
             if !matches!(kind, "t" | "T" | "w" | "W") {
                 continue;
             }
-            let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
+            let Ok(addr) = u64::from_str_radix(addr, 16) else {
+                continue;
+            };
             if addr != 0 {
                 symbols.push((addr, name.to_string()));
             }
@@ -123,7 +132,10 @@ impl Kallsyms {
 /// accepts BPF trampolines at all (some kernels answer EPERM).
 pub fn fentry_loads(btf_id: u32) -> Result<(), io::Error> {
     use libbpf_rs::libbpf_sys;
-    let mut insns = [libbpf_sys::bpf_insn::default(), libbpf_sys::bpf_insn::default()];
+    let mut insns = [
+        libbpf_sys::bpf_insn::default(),
+        libbpf_sys::bpf_insn::default(),
+    ];
     insns[0].code = 0xb7; // r0 = 0
     insns[1].code = 0x95; // exit
     let opts = libbpf_sys::bpf_prog_load_opts {

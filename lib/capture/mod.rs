@@ -120,7 +120,12 @@ pub struct Args {
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
     /// Sections to collect besides common and probe (comma-separated).
-    #[arg(long, value_delimiter = ',', value_enum, default_value = "skb,dev,netns,ct,tracking,packet")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_enum,
+        default_value = "skb,dev,netns,ct,tracking,packet"
+    )]
     pub collectors: Vec<Collector>,
     /// Report on stderr what is loaded and attached, and how long it took.
     #[arg(short, long)]
@@ -132,17 +137,28 @@ fn parse_size(text: &str) -> Result<u64, String> {
         Some((at, _)) => text.split_at(at),
         None => (text, ""),
     };
-    let shift = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+    let shift = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
         "" => 0,
         "K" => 10,
         "M" => 20,
         "G" => 30,
         _ => return Err(format!("unknown size unit '{unit}' (K, M or G)")),
     };
-    let value: u64 = digits.parse().map_err(|_| format!("'{text}' is not a size"))?;
-    let bytes = value.checked_shl(shift).filter(|b| b >> shift == value).ok_or("size too large")?;
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size"))?;
+    let bytes = value
+        .checked_shl(shift)
+        .filter(|b| b >> shift == value)
+        .ok_or("size too large")?;
     if !bytes.is_power_of_two() || !(4096..=(1 << 31)).contains(&bytes) {
-        return Err(format!("{bytes} bytes: the ring buffer size must be a power of two between 4K and 2G"));
+        return Err(format!(
+            "{bytes} bytes: the ring buffer size must be a power of two between 4K and 2G"
+        ));
     }
     Ok(bytes)
 }
@@ -172,7 +188,10 @@ fn list_probes(pattern: &str) -> anyhow::Result<()> {
     let btf = probe::kernel_btf()?;
     let all = probe::tracepoints(&btf)?;
     let mut out = std::io::stdout().lock();
-    for tp in all.iter().filter(|tp| !tp.group.is_empty() && probe::target_matches(pattern, tp)) {
+    for tp in all
+        .iter()
+        .filter(|tp| !tp.group.is_empty() && probe::target_matches(pattern, tp))
+    {
         let Some(skb) = tp.skb else { continue };
         write!(out, "tp:{}  (skb arg {skb}", tp.full_name())?;
         if let Some(reason) = tp.drop_reason {
@@ -214,7 +233,10 @@ impl Sink {
         if self.limit.is_some_and(|limit| self.written >= limit) || self.error.is_some() {
             return -libc::ECANCELED;
         }
-        let result = self.decoder.event(data).and_then(|event| self.output.event(&event));
+        let result = self
+            .decoder
+            .event(data)
+            .and_then(|event| self.output.event(&event));
         match result {
             Ok(()) => {
                 if let Some(id) = Decoder::probe_id(data) {
@@ -266,9 +288,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return list_probes(pattern);
     }
     let specs: Vec<ProbeSpec> = if args.probes.is_empty() {
-        DEFAULT_PROBES.iter().map(|s| ProbeSpec::parse(s)).collect::<Result<_, _>>()?
+        DEFAULT_PROBES
+            .iter()
+            .map(|s| ProbeSpec::parse(s))
+            .collect::<Result<_, _>>()?
     } else {
-        args.probes.iter().map(|s| ProbeSpec::parse(s)).collect::<Result<_, _>>()?
+        args.probes
+            .iter()
+            .map(|s| ProbeSpec::parse(s))
+            .collect::<Result<_, _>>()?
     };
     if args.duration.is_some_and(|d| !(d > 0.0 && d.is_finite())) {
         return Err(UsageError("--duration must be a positive number of seconds".into()).into());
@@ -285,7 +313,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let probes = probe::resolve(&specs, &all, &btf, &mut |warning| {
         eprintln!("trail-capture: warning: {warning}")
     })?;
-    let programs: Vec<String> = probes.iter().map(|p| program_name(&p.tracepoint)).collect::<Result<_, _>>()?;
+    let programs: Vec<String> = probes
+        .iter()
+        .map(|p| program_name(&p.tracepoint))
+        .collect::<Result<_, _>>()?;
     let kallsyms = if probes.iter().any(|p| p.stack) {
         Some(kernel::Kallsyms::load().context("cannot symbolize stacks")?)
     } else {
@@ -312,7 +343,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .open(&mut storage)
         .context("cannot open the BPF object")?;
     {
-        let rodata = open.maps.rodata_data.as_deref_mut().context("BPF object has no rodata")?;
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .context("BPF object has no rodata")?;
         rodata.snaplen = args.snaplen;
         rodata.collectors = collectors;
         rodata.record_max = record_max;
@@ -329,7 +364,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let loaded = started.elapsed();
     for probe in &probes {
         let mut config = [0u8; 8];
-        let flags = if probe.stack { PROBE_STACK } else { 0 } | if probe.frees_skb() { PROBE_FREES } else { 0 };
+        let flags = if probe.stack { PROBE_STACK } else { 0 }
+            | if probe.frees_skb() { PROBE_FREES } else { 0 };
         config[..4].copy_from_slice(&flags.to_ne_bytes());
         skel.maps
             .probe_config
@@ -413,18 +449,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let start_mono = kernel::monotonic_ns();
-    let deadline = args.duration.map(|secs| started + Duration::from_secs_f64(secs) + attached);
+    let deadline = args
+        .duration
+        .map(|secs| started + Duration::from_secs_f64(secs) + attached);
     let mut ring = RingBufferBuilder::new();
-    ring.add(&skel.maps.events, |data: &[u8]| sink.borrow_mut().record(data))?;
+    ring.add(&skel.maps.events, |data: &[u8]| {
+        sink.borrow_mut().record(data)
+    })?;
     let ring = ring.build()?;
 
     let mut reported_lost = vec![0u64; probes.len()];
     let mut last_stats = (Instant::now(), start_mono);
-    let mut report_lost = |skel: &bpf::CaptureSkel<'_>, sink: &RefCell<Sink>, last: &mut (Instant, u64)| -> anyhow::Result<Vec<(u64, u64)>> {
+    let mut report_lost = |skel: &bpf::CaptureSkel<'_>,
+                           sink: &RefCell<Sink>,
+                           last: &mut (Instant, u64)|
+     -> anyhow::Result<Vec<(u64, u64)>> {
         let stats = read_stats(skel, &probes)?;
         let now = kernel::monotonic_ns();
         let mut sink = sink.borrow_mut();
-        for (probe, ((_, lost), reported)) in probes.iter().zip(stats.iter().zip(reported_lost.iter_mut())) {
+        for (probe, ((_, lost), reported)) in probes
+            .iter()
+            .zip(stats.iter().zip(reported_lost.iter_mut()))
+        {
             if *lost > *reported {
                 sink.output.lost(&Lost {
                     probe: probe.spec(),
@@ -455,7 +501,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             report_lost(&skel, &sink, &mut last_stats)?;
         }
         sink.borrow_mut().output.flush()?;
-        if STOP.load(Ordering::Relaxed) || sink.borrow().done() || deadline.is_some_and(|d| Instant::now() >= d) {
+        if STOP.load(Ordering::Relaxed)
+            || sink.borrow().done()
+            || deadline.is_some_and(|d| Instant::now() >= d)
+        {
             break;
         }
         if let Some(c) = child.as_mut() {
@@ -505,7 +554,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         duration_ns as f64 / 1e9
     );
     for (name, totals) in trailer.probes.iter().filter(|(_, t)| t.lost > 0) {
-        summary.push_str(&format!("; {name}: {} lost of {} hits", totals.lost, totals.hits));
+        summary.push_str(&format!(
+            "; {name}: {} lost of {} hits",
+            totals.lost, totals.hits
+        ));
     }
     eprintln!("{summary}");
     if let Some(c) = child.as_mut() {
@@ -528,5 +580,7 @@ fn spawn(cmd: &str, stdout_is_stream: bool) -> anyhow::Result<Child> {
         let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
         command.stdout(Stdio::from(stderr));
     }
-    command.spawn().with_context(|| format!("cannot run --cmd '{cmd}'"))
+    command
+        .spawn()
+        .with_context(|| format!("cannot run --cmd '{cmd}'"))
 }

@@ -52,7 +52,9 @@ impl ProbeSpec {
             return Err(bad("empty target"));
         }
         let valid = |s: &str| {
-            !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '*' | '?' | '.'))
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '*' | '?' | '.'))
         };
         match kind {
             ProbeKind::Tracepoint => {
@@ -142,7 +144,9 @@ pub fn tracepoints(btf: &Btf<'_>) -> anyhow::Result<Vec<Tracepoint>> {
         };
         let Some(proto) = Ptr::try_from(typedef.referenced_type().skip_mods_and_typedefs())
             .ok()
-            .and_then(|ptr| FuncProto::try_from(ptr.referenced_type().skip_mods_and_typedefs()).ok())
+            .and_then(|ptr| {
+                FuncProto::try_from(ptr.referenced_type().skip_mods_and_typedefs()).ok()
+            })
         else {
             continue;
         };
@@ -151,7 +155,9 @@ pub fn tracepoints(btf: &Btf<'_>) -> anyhow::Result<Vec<Tracepoint>> {
             .skip(1)
             .filter_map(|param| btf.type_by_id::<BtfType<'_>>(param.ty))
             .collect();
-        let skb = params.iter().position(|ty| points_to_struct(*ty, "sk_buff"));
+        let skb = params
+            .iter()
+            .position(|ty| points_to_struct(*ty, "sk_buff"));
         let drop_reason = params.iter().position(|ty| {
             let ty = ty.skip_mods_and_typedefs();
             matches!(ty.kind(), BtfKind::Enum | BtfKind::Enum64)
@@ -186,12 +192,20 @@ fn tracefs_groups() -> anyhow::Result<BTreeMap<String, String>> {
             return read_groups(&events);
         }
     }
-    let temp = tempfile::Builder::new().prefix("trail-tracefs-").tempdir()?;
+    let temp = tempfile::Builder::new()
+        .prefix("trail-tracefs-")
+        .tempdir()?;
     let target = CString::new(temp.path().as_os_str().as_encoded_bytes())?;
     let fstype = CString::new("tracefs")?;
     // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
     let rc = unsafe {
-        libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         bail!("cannot mount tracefs: {}", std::io::Error::last_os_error());
@@ -204,7 +218,9 @@ fn tracefs_groups() -> anyhow::Result<BTreeMap<String, String>> {
 
 fn read_groups(events: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     let mut groups = BTreeMap::new();
-    for group in fs::read_dir(events).with_context(|| format!("cannot read {}", events.display()))? {
+    for group in
+        fs::read_dir(events).with_context(|| format!("cannot read {}", events.display()))?
+    {
         let group = group?;
         if !group.file_type()?.is_dir() {
             continue;
@@ -278,7 +294,12 @@ pub fn unsupported_kind(spec: &ProbeSpec, btf: &Btf<'_>) -> String {
 
 /// Turns specs into probes (ids in order). Exact names must exist and have an skb argument;
 /// patterns skip tracepoints without one, with a warning each, and must match something usable.
-pub fn resolve(specs: &[ProbeSpec], all: &[Tracepoint], btf: &Btf<'_>, warn: &mut dyn FnMut(String)) -> anyhow::Result<Vec<Probe>> {
+pub fn resolve(
+    specs: &[ProbeSpec],
+    all: &[Tracepoint],
+    btf: &Btf<'_>,
+    warn: &mut dyn FnMut(String),
+) -> anyhow::Result<Vec<Probe>> {
     let mut probes: Vec<Probe> = Vec::new();
     let mut seen = BTreeSet::new();
     for spec in specs {
@@ -300,7 +321,10 @@ pub fn resolve(specs: &[ProbeSpec], all: &[Tracepoint], btf: &Btf<'_>, warn: &mu
         for tp in matched {
             if tp.skb.is_none() {
                 if spec.is_pattern() {
-                    warn(format!("skipping tp:{}: no struct sk_buff argument", tp.full_name()));
+                    warn(format!(
+                        "skipping tp:{}: no struct sk_buff argument",
+                        tp.full_name()
+                    ));
                     continue;
                 }
                 return Err(UsageError(format!(
@@ -319,7 +343,9 @@ pub fn resolve(specs: &[ProbeSpec], all: &[Tracepoint], btf: &Btf<'_>, warn: &mu
             }
             let id = probes.len() as u32;
             if id as usize >= super::MAX_PROBES {
-                return Err(UsageError(format!("too many probes (at most {})", super::MAX_PROBES)).into());
+                return Err(
+                    UsageError(format!("too many probes (at most {})", super::MAX_PROBES)).into(),
+                );
             }
             probes.push(Probe {
                 id,
@@ -345,13 +371,17 @@ pub fn enum_names(btf: &Btf<'_>, enum_name: &str, prefix: &str) -> BTreeMap<u64,
     if let Some(e) = btf.type_by_name::<Enum<'_>>(enum_name) {
         for member in e.iter() {
             if let Some(name) = member.name.and_then(|n| n.to_str()) {
-                names.entry(member.value as u64).or_insert_with(|| strip(name));
+                names
+                    .entry(member.value as u64)
+                    .or_insert_with(|| strip(name));
             }
         }
     } else if let Some(e) = btf.type_by_name::<Enum64<'_>>(enum_name) {
         for member in e.iter() {
             if let Some(name) = member.name.and_then(|n| n.to_str()) {
-                names.entry(member.value as u64).or_insert_with(|| strip(name));
+                names
+                    .entry(member.value as u64)
+                    .or_insert_with(|| strip(name));
             }
         }
     }
@@ -376,11 +406,23 @@ mod tests {
     #[test]
     fn grammar() {
         let p = ProbeSpec::parse("tp:net:netif_receive_skb/stack").unwrap();
-        assert_eq!((p.kind, p.target.as_str(), p.stack), (ProbeKind::Tracepoint, "net:netif_receive_skb", true));
-        assert_eq!(ProbeSpec::parse("skb:kfree_skb").unwrap().kind, ProbeKind::Tracepoint);
+        assert_eq!(
+            (p.kind, p.target.as_str(), p.stack),
+            (ProbeKind::Tracepoint, "net:netif_receive_skb", true)
+        );
+        assert_eq!(
+            ProbeSpec::parse("skb:kfree_skb").unwrap().kind,
+            ProbeKind::Tracepoint
+        );
         assert_eq!(ProbeSpec::parse("ip_rcv").unwrap().kind, ProbeKind::Kprobe);
-        assert_eq!(ProbeSpec::parse("kr:ip_rcv").unwrap().kind, ProbeKind::Kretprobe);
-        assert_eq!(ProbeSpec::parse("fx:ip_rcv").unwrap().kind, ProbeKind::Fexit);
+        assert_eq!(
+            ProbeSpec::parse("kr:ip_rcv").unwrap().kind,
+            ProbeKind::Kretprobe
+        );
+        assert_eq!(
+            ProbeSpec::parse("fx:ip_rcv").unwrap().kind,
+            ProbeKind::Fexit
+        );
         assert!(ProbeSpec::parse("tp:net:x/bogus").is_err());
         assert!(ProbeSpec::parse("tp:").is_err());
         assert!(ProbeSpec::parse("tp:a:b:c").is_err());

@@ -13,8 +13,8 @@ use super::bpf::types::{trail_ct_tuple, trail_event};
 use super::kernel::Kallsyms;
 use super::probe::Probe;
 use crate::event::{
-    linktype, Bytes, Common, Conntrack, CtTuple, Dev, Drop, Event, Layer, Netns, Packet, Probe as ProbeSection,
-    ProbeKind, Skb, Stack, StackFrame, Tracking,
+    linktype, Bytes, Common, Conntrack, CtTuple, Dev, Drop, Event, Layer, Netns, Packet,
+    Probe as ProbeSection, ProbeKind, Skb, Stack, StackFrame, Tracking,
 };
 
 // Flag bits of `trail_event.flags` (capture.h).
@@ -85,13 +85,20 @@ impl Decoder {
     pub fn event(&self, record: &[u8]) -> anyhow::Result<Event> {
         let mut raw = trail_event::default();
         if plain::copy_from_bytes(&mut raw, record).is_err() {
-            bail!("ring-buffer record of {} bytes is shorter than its header", record.len());
+            bail!(
+                "ring-buffer record of {} bytes is shorter than its header",
+                record.len()
+            );
         }
         let rest = &record[std::mem::size_of::<trail_event>()..];
         let caplen = raw.caplen as usize;
         let stack_len = raw.stack_bytes as usize;
         if rest.len() < caplen + stack_len {
-            bail!("ring-buffer record truncated ({} bytes after the header, {} announced)", rest.len(), caplen + stack_len);
+            bail!(
+                "ring-buffer record truncated ({} bytes after the header, {} announced)",
+                rest.len(),
+                caplen + stack_len
+            );
         }
         let (data, stack) = rest.split_at(caplen);
         let flags = raw.flags;
@@ -116,7 +123,11 @@ impl Decoder {
                 data: Bytes(data.to_vec()),
                 len: raw.pkt_len.max(caplen as u32),
                 layer: if l3 { Layer::L3 } else { Layer::L2 },
-                linktype: if l3 { linktype::RAW } else { linktype::ETHERNET },
+                linktype: if l3 {
+                    linktype::RAW
+                } else {
+                    linktype::ETHERNET
+                },
             });
         }
         if flags & F_SKB != 0 {
@@ -196,7 +207,11 @@ impl Decoder {
                     Some(s) => s.starts_with("bpf_trace_run") || s.starts_with("__bpf_trace_"),
                 })
                 .count();
-            let frames = if skip < frames.len() { frames[skip..].to_vec() } else { frames };
+            let frames = if skip < frames.len() {
+                frames[skip..].to_vec()
+            } else {
+                frames
+            };
             event.stack = Some(Stack { frames });
         }
         Ok(event)
@@ -282,6 +297,10 @@ fn tuple(raw: &trail_ct_tuple) -> CtTuple {
 }
 
 fn c_string(raw: &[i8]) -> String {
-    let bytes: Vec<u8> = raw.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let bytes: Vec<u8> = raw
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }

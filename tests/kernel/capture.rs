@@ -33,7 +33,9 @@ fn decode(bytes: &[u8], stderr: String) -> Run {
             FrameKind::Header => header = Some(codec::decode(&frame, "capture").expect("header")),
             FrameKind::Event => events.push(codec::decode(&frame, "capture").expect("event")),
             FrameKind::Lost => lost.push(codec::decode(&frame, "capture").expect("lost")),
-            FrameKind::Trailer => trailer = Some(codec::decode(&frame, "capture").expect("trailer")),
+            FrameKind::Trailer => {
+                trailer = Some(codec::decode(&frame, "capture").expect("trailer"))
+            }
             FrameKind::Other(_) => {}
         }
     }
@@ -59,7 +61,11 @@ fn capture(args: &[&str], cmd: &str) -> Run {
         .output()
         .expect("run trail-capture");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "trail-capture failed ({}): {stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "trail-capture failed ({}): {stderr}",
+        out.status
+    );
     decode(&std::fs::read(&file).expect("output file"), stderr)
 }
 
@@ -76,11 +82,17 @@ fn inum(e: &Event) -> u32 {
 }
 
 fn dev(e: &Event) -> (&str, u32) {
-    e.dev.as_ref().map(|d| (d.name.as_str(), d.ifindex)).unwrap_or(("", 0))
+    e.dev
+        .as_ref()
+        .map(|d| (d.name.as_str(), d.ifindex))
+        .unwrap_or(("", 0))
 }
 
 fn data(e: &Event) -> &[u8] {
-    e.packet.as_ref().map(|p| p.data.0.as_slice()).unwrap_or(&[])
+    e.packet
+        .as_ref()
+        .map(|p| p.data.0.as_slice())
+        .unwrap_or(&[])
 }
 
 fn track_id(e: &Event) -> String {
@@ -88,12 +100,23 @@ fn track_id(e: &Event) -> String {
 }
 
 /// The one event of `probe` in namespace `ns` whose packet matches `pred`.
-fn the_event<'a>(events: &'a [Event], probe: &str, ns: u32, what: &str, pred: impl Fn(&Event) -> bool) -> &'a Event {
+fn the_event<'a>(
+    events: &'a [Event],
+    probe: &str,
+    ns: u32,
+    what: &str,
+    pred: impl Fn(&Event) -> bool,
+) -> &'a Event {
     let found: Vec<&Event> = events
         .iter()
         .filter(|e| probe_name(e) == probe && inum(e) == ns && pred(e))
         .collect();
-    assert_eq!(found.len(), 1, "expected one {what} at {probe} in netns {ns}, got {}", found.len());
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {what} at {probe} in netns {ns}, got {}",
+        found.len()
+    );
     found[0]
 }
 
@@ -106,19 +129,54 @@ fn check_crossing(pair: &Pair, run: &Run, what: &str, pred: impl Fn(&Event) -> b
     let received = the_event(&run.events, "net:netif_receive_skb", ns_b, what, &pred);
     assert_eq!(dev(sent), ("va", va), "{what}: xmit device");
     assert_eq!(dev(received), ("vb", vb), "{what}: receive device");
-    let (ps, pr) = (sent.packet.as_ref().unwrap(), received.packet.as_ref().unwrap());
-    assert_eq!(ps.layer, Layer::L2, "{what}: xmit capture starts at the MAC header");
-    assert_eq!(pr.layer, Layer::L2, "{what}: receive capture starts at the MAC header");
-    assert_eq!(ps.data, pr.data, "{what}: same bytes on both sides of the veth");
-    assert_eq!(ps.len as usize, ps.data.0.len(), "{what}: whole packet captured");
-    assert_eq!(track_id(sent), track_id(received), "{what}: same tracking id on both sides");
+    let (ps, pr) = (
+        sent.packet.as_ref().unwrap(),
+        received.packet.as_ref().unwrap(),
+    );
+    assert_eq!(
+        ps.layer,
+        Layer::L2,
+        "{what}: xmit capture starts at the MAC header"
+    );
+    assert_eq!(
+        pr.layer,
+        Layer::L2,
+        "{what}: receive capture starts at the MAC header"
+    );
+    assert_eq!(
+        ps.data, pr.data,
+        "{what}: same bytes on both sides of the veth"
+    );
+    assert_eq!(
+        ps.len as usize,
+        ps.data.0.len(),
+        "{what}: whole packet captured"
+    );
+    assert_eq!(
+        track_id(sent),
+        track_id(received),
+        "{what}: same tracking id on both sides"
+    );
     ps.data.0.clone()
 }
 
 /// Starts tcpdump in `ns` on `dev` and waits until it listens; returns the child and its file.
 fn tcpdump(ns: &str, dev: &str, filter: &str, file: &Path) -> std::process::Child {
     let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "tcpdump", "-Z", "root", "--immediate-mode", "-i", dev, "-U", "-n", "-w"])
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "tcpdump",
+            "-Z",
+            "root",
+            "--immediate-mode",
+            "-i",
+            dev,
+            "-U",
+            "-n",
+            "-w",
+        ])
         .arg(file)
         .arg(filter)
         .stderr(Stdio::piped())
@@ -127,7 +185,9 @@ fn tcpdump(ns: &str, dev: &str, filter: &str, file: &Path) -> std::process::Chil
         .expect("tcpdump");
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
     let mut line = String::new();
-    stderr.read_line(&mut line).expect("tcpdump says it listens");
+    stderr
+        .read_line(&mut line)
+        .expect("tcpdump says it listens");
     assert!(line.contains("listening"), "tcpdump: {line}");
     std::thread::spawn(move || {
         let mut rest = Vec::new();
@@ -173,7 +233,9 @@ fn udp_icmp_tcp_cross_the_veth() {
         .spawn()
         .expect("listener");
     let mut up = String::new();
-    BufReader::new(listener.stdout.take().unwrap()).read_line(&mut up).unwrap();
+    BufReader::new(listener.stdout.take().unwrap())
+        .read_line(&mut up)
+        .unwrap();
     let mut dump = tcpdump(&pair.a, "va", "udp port 5555", &pcap);
     let a = Pair::exec(&pair.a);
     let cmd = format!(
@@ -185,20 +247,30 @@ fn udp_icmp_tcp_cross_the_veth() {
     stop(&mut dump);
     let _ = listener.wait();
     assert_eq!(run.header.tool, "trail-capture");
-    assert_eq!(run.header.probes, ["tp:net:netif_receive_skb", "tp:net:net_dev_start_xmit"]);
+    assert_eq!(
+        run.header.probes,
+        ["tp:net:netif_receive_skb", "tp:net:net_dev_start_xmit"]
+    );
     assert!(run.header.clock.realtime_offset_ns > 0);
 
     // UDP: exact payload, same bytes as tcpdump saw on va.
     let udp = check_crossing(&pair, &run, "udp datagram", |e| contains(data(e), payload));
     let dumped = pcap_packets(&pcap);
     assert_eq!(dumped.len(), 1, "tcpdump saw one datagram");
-    assert_eq!(udp, dumped[0], "trail-capture and tcpdump saw the same bytes on va");
+    assert_eq!(
+        udp, dumped[0],
+        "trail-capture and tcpdump saw the same bytes on va"
+    );
 
     // ICMP echo request and reply (pattern "tral" in the payload).
     let icmp = |ty: u8| {
         move |e: &Event| {
             let d = data(e);
-            d.len() > 34 && d[12..14] == [0x08, 0x00] && d[23] == 1 && d[34] == ty && contains(d, b"tral")
+            d.len() > 34
+                && d[12..14] == [0x08, 0x00]
+                && d[23] == 1
+                && d[34] == ty
+                && contains(d, b"tral")
         }
     };
     check_crossing(&pair, &run, "echo request", icmp(8));
@@ -208,13 +280,29 @@ fn udp_icmp_tcp_cross_the_veth() {
         move |e: &Event| {
             let d = data(e);
             let ports = if to_port { &d[36..38] } else { &d[34..36] };
-            d.len() >= 54 && d[12..14] == [0x08, 0x00] && d[23] == 6 && ports == 8080u16.to_be_bytes() && d[47] == flags
+            d.len() >= 54
+                && d[12..14] == [0x08, 0x00]
+                && d[23] == 6
+                && ports == 8080u16.to_be_bytes()
+                && d[47] == flags
         }
     };
     check_crossing(&pair, &run, "syn", tcp(0x02, true));
     let (ns_a, ns_b) = (Pair::inum(&pair.a), Pair::inum(&pair.b));
-    let sent = the_event(&run.events, "net:net_dev_start_xmit", ns_b, "syn-ack", tcp(0x12, false));
-    let received = the_event(&run.events, "net:netif_receive_skb", ns_a, "syn-ack", tcp(0x12, false));
+    let sent = the_event(
+        &run.events,
+        "net:net_dev_start_xmit",
+        ns_b,
+        "syn-ack",
+        tcp(0x12, false),
+    );
+    let received = the_event(
+        &run.events,
+        "net:netif_receive_skb",
+        ns_a,
+        "syn-ack",
+        tcp(0x12, false),
+    );
     assert_eq!(track_id(sent), track_id(received));
     assert_eq!(data(sent), data(received));
     assert_eq!(dev(received).0, "va");
@@ -245,27 +333,72 @@ fn nft_drop_shows_reason_and_conntrack() {
          s.sendto(bytes.fromhex('{hex}'),('192.0.2.2',7777))\""
     );
     let run = capture(
-        &["-p", "tp:net:netif_receive_skb", "-p", "tp:net:net_dev_start_xmit", "-p", "tp:skb:kfree_skb"],
+        &[
+            "-p",
+            "tp:net:netif_receive_skb",
+            "-p",
+            "tp:net:net_dev_start_xmit",
+            "-p",
+            "tp:skb:kfree_skb",
+        ],
         &cmd,
     );
     let (ns_a, ns_b) = (Pair::inum(&pair.a), Pair::inum(&pair.b));
     let ours = |e: &Event| contains(data(e), payload);
     let received = the_event(&run.events, "net:netif_receive_skb", ns_b, "datagram", ours);
     let dropped = the_event(&run.events, "skb:kfree_skb", ns_b, "dropped datagram", ours);
-    let drop = dropped.drop.as_ref().expect("kfree_skb event has a drop section");
+    let drop = dropped
+        .drop
+        .as_ref()
+        .expect("kfree_skb event has a drop section");
     assert_eq!(drop.reason, "NETFILTER_DROP");
     assert_eq!(drop.subsystem.as_deref(), Some("CORE"));
-    assert_eq!(track_id(received), track_id(dropped), "drop carries the packet's tracking id");
+    assert_eq!(
+        track_id(received),
+        track_id(dropped),
+        "drop carries the packet's tracking id"
+    );
     assert!(received.drop.is_none());
 
     // Conntrack: in B at the drop (the ct entry was made by the input hook), in A at xmit.
-    for (event, side) in [(dropped, "B at kfree_skb"), (the_event(&run.events, "net:net_dev_start_xmit", ns_a, "datagram", ours), "A at xmit")] {
-        let ct = event.ct.as_ref().unwrap_or_else(|| panic!("{side}: conntrack section"));
+    for (event, side) in [
+        (dropped, "B at kfree_skb"),
+        (
+            the_event(
+                &run.events,
+                "net:net_dev_start_xmit",
+                ns_a,
+                "datagram",
+                ours,
+            ),
+            "A at xmit",
+        ),
+    ] {
+        let ct = event
+            .ct
+            .as_ref()
+            .unwrap_or_else(|| panic!("{side}: conntrack section"));
         assert_eq!(ct.state, "new", "{side}");
-        assert_eq!((ct.orig.src.as_str(), ct.orig.dst.as_str()), ("192.0.2.1", "192.0.2.2"), "{side}");
-        assert_eq!((ct.orig.proto, ct.orig.sport, ct.orig.dport), (17, Some(40000), Some(7777)), "{side}");
-        assert_eq!((ct.reply.src.as_str(), ct.reply.dst.as_str()), ("192.0.2.2", "192.0.2.1"), "{side}");
-        assert_eq!((ct.reply.sport, ct.reply.dport), (Some(7777), Some(40000)), "{side}");
+        assert_eq!(
+            (ct.orig.src.as_str(), ct.orig.dst.as_str()),
+            ("192.0.2.1", "192.0.2.2"),
+            "{side}"
+        );
+        assert_eq!(
+            (ct.orig.proto, ct.orig.sport, ct.orig.dport),
+            (17, Some(40000), Some(7777)),
+            "{side}"
+        );
+        assert_eq!(
+            (ct.reply.src.as_str(), ct.reply.dst.as_str()),
+            ("192.0.2.2", "192.0.2.1"),
+            "{side}"
+        );
+        assert_eq!(
+            (ct.reply.sport, ct.reply.dport),
+            (Some(7777), Some(40000)),
+            "{side}"
+        );
         assert_eq!(ct.zone, 0);
     }
 }
@@ -273,9 +406,14 @@ fn nft_drop_shows_reason_and_conntrack() {
 /// An Ethernet frame with an 802.1Q tag (VLAN `vid`) carrying an IPv4/UDP datagram.
 fn vlan_frame(dst: [u8; 6], src: [u8; 6], vid: u16, payload: &[u8]) -> Vec<u8> {
     let udp_len = 8 + payload.len() as u16;
-    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 1, 198, 51, 100, 2];
+    let mut ip = vec![
+        0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 1, 198, 51, 100, 2,
+    ];
     ip[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
-    let sum: u32 = ip.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    let sum: u32 = ip
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
     let sum = (sum & 0xffff) + (sum >> 16);
     ip[10..12].copy_from_slice(&(!((sum & 0xffff) + (sum >> 16)) as u16).to_be_bytes());
     let mut frame = Vec::new();
@@ -293,9 +431,15 @@ fn vlan_frame(dst: [u8; 6], src: [u8; 6], vid: u16, payload: &[u8]) -> Vec<u8> {
 }
 
 fn mac(ns: &str, dev: &str) -> [u8; 6] {
-    let out = sh(&format!("ip netns exec {ns} cat /sys/class/net/{dev}/address"));
+    let out = sh(&format!(
+        "ip netns exec {ns} cat /sys/class/net/{dev}/address"
+    ));
     let text = String::from_utf8_lossy(&out.stdout);
-    let bytes: Vec<u8> = text.trim().split(':').map(|h| u8::from_str_radix(h, 16).unwrap()).collect();
+    let bytes: Vec<u8> = text
+        .trim()
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
     bytes.try_into().expect("6-byte MAC")
 }
 
@@ -308,10 +452,21 @@ fn ipv6_and_vlan() {
     let a = Pair::exec(&pair.a);
     // This kernel has no 802.1Q devices (CONFIG_VLAN_8021Q unset): the tagged frame is written
     // on va with a packet socket, which also lets the test know every byte sent.
-    let frame = vlan_frame(mac(&pair.b, "vb"), mac(&pair.a, "va"), 100, b"trail-over-vlan");
+    let frame = vlan_frame(
+        mac(&pair.b, "vb"),
+        mac(&pair.a, "va"),
+        100,
+        b"trail-over-vlan",
+    );
     // A static neighbour: the datagram leaves at once instead of waiting for NDP.
-    let vb_mac: Vec<String> = mac(&pair.b, "vb").iter().map(|b| format!("{b:02x}")).collect();
-    sh(&format!("{a} ip neigh replace 2001:db8::2 lladdr {} dev va nud permanent", vb_mac.join(":")));
+    let vb_mac: Vec<String> = mac(&pair.b, "vb")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    sh(&format!(
+        "{a} ip neigh replace 2001:db8::2 lladdr {} dev va nud permanent",
+        vb_mac.join(":")
+    ));
     let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
     let cmd = format!(
         "{a} python3 -c \"import socket\ns=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
@@ -319,12 +474,22 @@ fn ipv6_and_vlan() {
          p.bind(('va',0))\np.send(bytes.fromhex('{hex}'))\""
     );
     let run = capture(&[], &cmd);
-    let v6 = check_crossing(&pair, &run, "ipv6 datagram", |e| contains(data(e), b"trail-over-ipv6"));
+    let v6 = check_crossing(&pair, &run, "ipv6 datagram", |e| {
+        contains(data(e), b"trail-over-ipv6")
+    });
     assert_eq!(v6[12..14], [0x86, 0xdd], "ethertype IPv6");
-    assert_eq!(v6[22..38], "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    assert_eq!(
+        v6[22..38],
+        "2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets()
+    );
 
     // VLAN: the exact tagged frame on both sides (the receive tracepoint fires before untagging).
-    let tagged = check_crossing(&pair, &run, "vlan frame", |e| contains(data(e), b"trail-over-vlan"));
+    let tagged = check_crossing(&pair, &run, "vlan frame", |e| {
+        contains(data(e), b"trail-over-vlan")
+    });
     assert_eq!(tagged, frame, "the bytes written on the packet socket");
 }
 
@@ -339,19 +504,39 @@ fn snaplen_2000_captures_a_big_packet() {
     let big = |e: &Event| contains(data(e), b"snapsnap");
     let run = capture(&["--snaplen", "2000"], &cmd);
     assert_eq!(run.header.snaplen, 2000);
-    let bytes = check_crossing(&pair, &run, "big echo request", |e| big(e) && data(e)[34] == 8);
+    let bytes = check_crossing(&pair, &run, "big echo request", |e| {
+        big(e) && data(e)[34] == 8
+    });
     assert_eq!(bytes.len(), 14 + 20 + 8 + 1400, "whole frame captured");
 
     let run = capture(&[], &cmd);
     let ns_a = Pair::inum(&pair.a);
-    let cut = the_event(&run.events, "net:net_dev_start_xmit", ns_a, "big echo request", |e| big(e) && data(e)[34] == 8);
+    let cut = the_event(
+        &run.events,
+        "net:net_dev_start_xmit",
+        ns_a,
+        "big echo request",
+        |e| big(e) && data(e)[34] == 8,
+    );
     let packet = cut.packet.as_ref().unwrap();
     assert_eq!(packet.data.0.len(), 256, "default snaplen");
-    assert_eq!(packet.len as usize, 14 + 20 + 8 + 1400, "original length kept");
-    let received = the_event(&run.events, "net:netif_receive_skb", Pair::inum(&pair.b), "big echo request", |e| {
-        big(e) && data(e)[34] == 8
-    });
-    assert_eq!(received.packet.as_ref().unwrap(), packet, "same 256 bytes and length on both sides");
+    assert_eq!(
+        packet.len as usize,
+        14 + 20 + 8 + 1400,
+        "original length kept"
+    );
+    let received = the_event(
+        &run.events,
+        "net:netif_receive_skb",
+        Pair::inum(&pair.b),
+        "big echo request",
+        |e| big(e) && data(e)[34] == 8,
+    );
+    assert_eq!(
+        received.packet.as_ref().unwrap(),
+        packet,
+        "same 256 bytes and length on both sides"
+    );
 }
 
 /// Ids of loaded programs that trail-capture loads (names start with skb_at_).
@@ -372,7 +557,10 @@ fn wait_for_programs(before: &BTreeSet<u32>) -> BTreeSet<u32> {
         if !now.is_empty() {
             return now;
         }
-        assert!(Instant::now() < deadline, "trail-capture never loaded its programs");
+        assert!(
+            Instant::now() < deadline,
+            "trail-capture never loaded its programs"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -405,7 +593,10 @@ fn assert_unloaded(ids: &BTreeSet<u32>, how: &str) {
         if left.is_empty() {
             return;
         }
-        assert!(Instant::now() < deadline, "{how}: programs {left:?} still loaded 5 s after exit");
+        assert!(
+            Instant::now() < deadline,
+            "{how}: programs {left:?} still loaded 5 s after exit"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -424,7 +615,11 @@ fn every_way_of_stopping_unloads_the_programs() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("x.trail");
     let mut child = Command::new(bin("trail-capture"))
-        .args(["--cmd", &format!("{a} ping -c3 -i 0.2 192.0.2.2 >/dev/null"), "-o"])
+        .args([
+            "--cmd",
+            &format!("{a} ping -c3 -i 0.2 192.0.2.2 >/dev/null"),
+            "-o",
+        ])
         .arg(&file)
         .stderr(Stdio::null())
         .spawn()
@@ -432,19 +627,42 @@ fn every_way_of_stopping_unloads_the_programs() {
     let ids = wait_for_programs(&before);
     assert!(child.wait().unwrap().success());
     assert_unloaded(&ids, "--cmd");
-    assert!(!decode(&std::fs::read(&file).unwrap(), String::new()).events.is_empty());
+    assert!(!decode(&std::fs::read(&file).unwrap(), String::new())
+        .events
+        .is_empty());
 
     // --count
-    let mut pinger = Command::new("sh").arg("-c").arg(&ping).stdout(Stdio::null()).spawn().unwrap();
-    let out = Command::new(bin("trail-capture")).args(["--count", "5", "-o"]).arg(&file).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut pinger = Command::new("sh")
+        .arg("-c")
+        .arg(&ping)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = Command::new(bin("trail-capture"))
+        .args(["--count", "5", "-o"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let run = decode(&std::fs::read(&file).unwrap(), String::new());
     assert_eq!(run.events.len(), 5);
     assert_eq!(run.trailer.events, 5);
-    assert_unloaded(&capture_programs().difference(&before).copied().collect(), "--count");
+    assert_unloaded(
+        &capture_programs().difference(&before).copied().collect(),
+        "--count",
+    );
 
     // SIGINT
-    let mut child = Command::new(bin("trail-capture")).args(["-o"]).arg(&file).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(bin("trail-capture"))
+        .args(["-o"])
+        .arg(&file)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let ids = wait_for_programs(&before);
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: signalling a child we spawned and have not reaped.
@@ -453,16 +671,25 @@ fn every_way_of_stopping_unloads_the_programs() {
     assert!(status.success(), "SIGINT is a clean stop");
     assert_unloaded(&ids, "SIGINT");
     let run = decode(&std::fs::read(&file).unwrap(), String::new());
-    assert!(run.trailer.events > 0, "ping traffic captured before SIGINT");
+    assert!(
+        run.trailer.events > 0,
+        "ping traffic captured before SIGINT"
+    );
 
     // Broken pipe: | head -c 100
     let out = Command::new("sh")
         .arg("-c")
-        .arg(format!("{} | head -c 100 | wc -c", bin("trail-capture").display()))
+        .arg(format!(
+            "{} | head -c 100 | wc -c",
+            bin("trail-capture").display()
+        ))
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "100");
-    assert_unloaded(&capture_programs().difference(&before).copied().collect(), "broken pipe");
+    assert_unloaded(
+        &capture_programs().difference(&before).copied().collect(),
+        "broken pipe",
+    );
     stop(&mut pinger);
 }
 
@@ -496,19 +723,49 @@ fn tiny_buffer_loses_events_and_counts_them() {
     let pair = Pair::new("loss");
     let sent = 20_000;
     let run = capture(&["--buffer-size", "4K"], &flood_cmd(&pair, sent));
-    assert!(!run.lost.is_empty(), "a 4 KiB ring under a flood loses events");
-    assert!(run.lost.iter().all(|l| l.reason == "ringbuf-full" && l.count > 0 && l.first_ns <= l.last_ns));
+    assert!(
+        !run.lost.is_empty(),
+        "a 4 KiB ring under a flood loses events"
+    );
+    assert!(run
+        .lost
+        .iter()
+        .all(|l| l.reason == "ringbuf-full" && l.count > 0 && l.first_ns <= l.last_ns));
     for (probe, totals) in &run.trailer.probes {
-        let lost: u64 = run.lost.iter().filter(|l| &l.probe == probe).map(|l| l.count).sum();
-        let delivered = run.events.iter().filter(|e| format!("tp:{}", probe_name(e)) == *probe).count() as u64;
-        assert_eq!(lost, totals.lost, "{probe}: lost records add up to the trailer");
+        let lost: u64 = run
+            .lost
+            .iter()
+            .filter(|l| &l.probe == probe)
+            .map(|l| l.count)
+            .sum();
+        let delivered = run
+            .events
+            .iter()
+            .filter(|e| format!("tp:{}", probe_name(e)) == *probe)
+            .count() as u64;
+        assert_eq!(
+            lost, totals.lost,
+            "{probe}: lost records add up to the trailer"
+        );
         assert_eq!(delivered, totals.events, "{probe}: events in the stream");
-        assert_eq!(delivered + lost, totals.hits, "{probe}: every hit is delivered or counted lost");
+        assert_eq!(
+            delivered + lost,
+            totals.hits,
+            "{probe}: every hit is delivered or counted lost"
+        );
     }
     // Independent count: every datagram sent crossed net_dev_start_xmit at least once.
     let xmit = &run.trailer.probes["tp:net:net_dev_start_xmit"];
-    assert!(xmit.hits >= u64::from(sent), "xmit hits {} < {sent} datagrams sent", xmit.hits);
-    assert!(run.stderr.contains("lost"), "summary on stderr: {}", run.stderr);
+    assert!(
+        xmit.hits >= u64::from(sent),
+        "xmit hits {} < {sent} datagrams sent",
+        xmit.hits
+    );
+    assert!(
+        run.stderr.contains("lost"),
+        "summary on stderr: {}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -519,7 +776,18 @@ fn flood_tracking_ids_never_span_two_packets() {
     let pair = Pair::new("flood");
     let sent = 100_000;
     let run = capture(
-        &["--snaplen", "64", "-p", "tp:net:netif_receive_skb", "-p", "tp:net:net_dev_start_xmit", "-p", "tp:skb:consume_skb", "-p", "tp:skb:kfree_skb"],
+        &[
+            "--snaplen",
+            "64",
+            "-p",
+            "tp:net:netif_receive_skb",
+            "-p",
+            "tp:net:net_dev_start_xmit",
+            "-p",
+            "tp:skb:consume_skb",
+            "-p",
+            "tp:skb:kfree_skb",
+        ],
         &flood_cmd(&pair, sent),
     );
     let mut payloads_of_id: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
@@ -532,9 +800,18 @@ fn flood_tracking_ids_never_span_two_packets() {
         payloads_of_id.entry(track_id(e)).or_default().insert(seq);
         ids_of_payload.entry(seq).or_default().insert(track_id(e));
     }
-    assert!(seen > sent as usize, "flood events captured: {seen} (lost {})", run.trailer.lost);
+    assert!(
+        seen > sent as usize,
+        "flood events captured: {seen} (lost {})",
+        run.trailer.lost
+    );
     for (id, seqs) in &payloads_of_id {
-        assert_eq!(seqs.len(), 1, "tracking id {id} spans datagrams {:?}", seqs.iter().take(5).collect::<Vec<_>>());
+        assert_eq!(
+            seqs.len(),
+            1,
+            "tracking id {id} spans datagrams {:?}",
+            seqs.iter().take(5).collect::<Vec<_>>()
+        );
     }
     for ids in ids_of_payload.values() {
         if ids.len() == 1 {
@@ -543,5 +820,88 @@ fn flood_tracking_ids_never_span_two_packets() {
     }
     // A datagram keeps one id from A's xmit to B's receive (unless events were lost).
     let ratio = both_sides as f64 / ids_of_payload.len() as f64;
-    assert!(ratio > 0.99, "only {:.2}% of datagrams kept a single id", ratio * 100.0);
+    assert!(
+        ratio > 0.99,
+        "only {:.2}% of datagrams kept a single id",
+        ratio * 100.0
+    );
+}
+
+/// Runs trail-capture expecting a usage error (exit 2) before anything is attached.
+fn refused(args: &[&str]) -> String {
+    let out = Command::new(bin("trail-capture"))
+        .args(args)
+        .output()
+        .expect("run trail-capture");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(
+        stderr.contains("trail-capture: error: "),
+        "{args:?}: {stderr}"
+    );
+    assert!(
+        !stderr.contains("libbpf"),
+        "{args:?}: no libbpf dump: {stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn bad_probes_are_refused_before_attaching() {
+    if !require_root("bad_probes_are_refused_before_attaching") {
+        return;
+    }
+    let before = capture_programs();
+    assert!(refused(&["-p", "k:ip_rcv"]).contains("CONFIG_KPROBES"));
+    assert!(refused(&["-p", "kr:ip_rcv"]).contains("/sys/bus/event_source/devices/kprobe"));
+    let fentry = refused(&["-p", "f:ip_rcv"]);
+    assert!(
+        fentry.contains("fentry") && fentry.contains("ip_rcv"),
+        "{fentry}"
+    );
+    assert!(refused(&["-p", "fx:no_such_function_here"]).contains("no function"));
+    assert!(refused(&["-p", "tp:net:no_such_tracepoint"]).contains("unknown probe"));
+    assert!(refused(&["-p", "tp:fib:fib_table_lookup"]).contains("no struct sk_buff argument"));
+    let glob = refused(&["-p", "tp:fib:*"]);
+    assert!(
+        glob.contains("skipping tp:fib:") && glob.contains("matches no tracepoint"),
+        "{glob}"
+    );
+    assert!(refused(&["-p", "tp:net:netif_rx/bogus"]).contains("unknown option"));
+    assert!(refused(&["--buffer-size", "3000"]).contains("power of two"));
+    assert!(refused(&["--snaplen", "70000"]).contains("70000"));
+    assert_eq!(capture_programs(), before, "nothing was loaded");
+}
+
+#[test]
+fn wildcards_attach_many_probes_quickly() {
+    if !require_root("wildcards_attach_many_probes_quickly") {
+        return;
+    }
+    let listed = Command::new(bin("trail-capture"))
+        .arg("--list-probes")
+        .output()
+        .unwrap();
+    let listed: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    assert!(
+        listed.contains(&"tp:skb:kfree_skb".to_string()),
+        "{listed:?}"
+    );
+    let run = capture(&["-v", "-p", "tp:*:*"], "true");
+    assert_eq!(run.header.probes, listed, "every listed probe attached");
+    let attach_ms: f64 = run
+        .stderr
+        .split("attached in ")
+        .nth(1)
+        .and_then(|s| s.split(" ms").next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("-v reports the attach time: {}", run.stderr));
+    assert!(
+        attach_ms < 1000.0,
+        "attaching {} probes took {attach_ms} ms",
+        listed.len()
+    );
 }

@@ -20,7 +20,11 @@ pub fn require_root(test: &str) -> bool {
 
 /// Runs a command, panicking with its output if it fails.
 pub fn sh(cmd: &str) -> Output {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("run sh");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("run sh");
     assert!(
         out.status.success(),
         "`{cmd}` failed: {}{}",
@@ -42,7 +46,11 @@ pub struct Pair {
 impl Pair {
     pub fn new(test: &str) -> Pair {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let tag: String = test.chars().filter(|c| c.is_ascii_alphanumeric()).take(8).collect();
+        let tag: String = test
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(8)
+            .collect();
         let pair = Pair {
             a: format!("trl-{tag}-{}-{n}-a", std::process::id()),
             b: format!("trl-{tag}-{}-{n}-b", std::process::id()),
@@ -65,12 +73,20 @@ impl Pair {
     /// Inode number of a namespace (what events carry in `netns.inum`).
     pub fn inum(name: &str) -> u32 {
         let out = sh(&format!("stat -L -c %i /run/netns/{name}"));
-        String::from_utf8_lossy(&out.stdout).trim().parse().expect("inode number")
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("inode number")
     }
 
     pub fn ifindex(ns: &str, dev: &str) -> u32 {
-        let out = sh(&format!("ip netns exec {ns} cat /sys/class/net/{dev}/ifindex"));
-        String::from_utf8_lossy(&out.stdout).trim().parse().expect("ifindex")
+        let out = sh(&format!(
+            "ip netns exec {ns} cat /sys/class/net/{dev}/ifindex"
+        ));
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("ifindex")
     }
 
     /// `ip netns exec NS` prefix for shell commands.

@@ -836,7 +836,7 @@ fn refused(args: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
     assert!(
-        stderr.contains("trail-capture: error: "),
+        stderr.contains("error: "),
         "{args:?}: {stderr}"
     );
     assert!(

@@ -584,3 +584,21 @@ fn spawn(cmd: &str, stdout_is_stream: bool) -> anyhow::Result<Child> {
         .spawn()
         .with_context(|| format!("cannot run --cmd '{cmd}'"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("4k"), Ok(4096));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert!(parse_size("3000").is_err(), "not a power of two");
+        assert!(parse_size("2K").is_err(), "below a page");
+        assert!(parse_size("4G").is_err(), "above 2G");
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+}

@@ -304,3 +304,114 @@ fn c_string(raw: &[i8]) -> String {
         .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::probe::Tracepoint;
+
+    fn decoder() -> Decoder {
+        let probe = Probe {
+            id: 0,
+            tracepoint: Tracepoint {
+                group: "skb".into(),
+                name: "kfree_skb".into(),
+                args: 4,
+                skb: Some(0),
+                drop_reason: Some(2),
+            },
+            stack: false,
+        };
+        let reasons = BTreeMap::from([(77, "NETFILTER_DROP".to_string())]);
+        let subsystems = BTreeMap::from([(0, "CORE".to_string())]);
+        let tcp = BTreeMap::from([(1, "SYN_SENT".to_string())]);
+        Decoder::new(&[probe], reasons, subsystems, tcp, None)
+    }
+
+    fn record(raw: &trail_event, tail: &[u8]) -> Vec<u8> {
+        // SAFETY: trail_event is plain data without padding holes the reader would misread.
+        let mut bytes = unsafe { plain::as_bytes(raw) }.to_vec();
+        bytes.extend_from_slice(tail);
+        bytes
+    }
+
+    #[test]
+    fn raw_record_to_event() {
+        let mut raw = trail_event {
+            timestamp: 42,
+            probe_id: 0,
+            flags: F_PACKET | F_L3 | F_DROP | F_CT | F_TRACKING | F_DEV,
+            drop_reason: 77,
+            pkt_len: 100,
+            caplen: 4,
+            ifindex: 3,
+            skb_iif: 3,
+            track_first_seen: 7,
+            track_orig_head: 0xffff,
+            ct_info: 2,
+            ..trail_event::default()
+        };
+        raw.comm[..4].copy_from_slice(&[b'p' as i8, b'i' as i8, b'n' as i8, b'g' as i8]);
+        raw.ifname[..2].copy_from_slice(&[b'v' as i8, b'a' as i8]);
+        raw.ct_orig = trail_ct_tuple {
+            src: [192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            dst: [192, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            src_u: 40000u16.to_be_bytes(),
+            dst_u: 7777u16.to_be_bytes(),
+            l3num: AF_INET,
+            proto: 17,
+            pad: [0; 3],
+        };
+        let event = decoder().event(&record(&raw, &[0x45, 0, 0, 100])).unwrap();
+        let common = event.common.unwrap();
+        assert_eq!((common.timestamp, common.comm.as_str()), (42, "ping"));
+        assert_eq!(event.probe.unwrap().name, "skb:kfree_skb");
+        let packet = event.packet.unwrap();
+        assert_eq!(
+            (packet.data.0, packet.len, packet.layer, packet.linktype),
+            (vec![0x45, 0, 0, 100], 100, Layer::L3, 101)
+        );
+        let drop = event.drop.unwrap();
+        assert_eq!(
+            (drop.reason.as_str(), drop.subsystem.as_deref()),
+            ("NETFILTER_DROP", Some("CORE"))
+        );
+        let dev = event.dev.unwrap();
+        assert_eq!(
+            (dev.ifindex, dev.name.as_str(), dev.rx_ifindex),
+            (3, "va", None)
+        );
+        assert_eq!(event.tracking.unwrap().id(), "7-ffff");
+        let ct = event.ct.unwrap();
+        assert_eq!(
+            (
+                ct.state.as_str(),
+                ct.orig.src.as_str(),
+                ct.orig.sport,
+                ct.orig.dport
+            ),
+            ("new", "192.0.2.1", Some(40000), Some(7777))
+        );
+        assert!(event.skb.is_none() && event.netns.is_none() && event.stack.is_none());
+    }
+
+    #[test]
+    fn short_records_are_errors() {
+        let d = decoder();
+        assert!(d.event(&[0u8; 10]).is_err());
+        let raw = trail_event {
+            flags: F_PACKET,
+            caplen: 100,
+            ..trail_event::default()
+        };
+        assert!(
+            d.event(&record(&raw, &[0; 10])).is_err(),
+            "announces more bytes than it has"
+        );
+        let unknown = trail_event {
+            probe_id: 9,
+            ..trail_event::default()
+        };
+        assert!(d.event(&record(&unknown, &[])).is_err());
+    }
+}

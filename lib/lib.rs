@@ -5,8 +5,10 @@
 //! - [`codec`]: the framed MessagePack stream (spec in `schemas/stream.md`);
 //! - [`cli`]: what every tool shares (inputs, outputs, exit status);
 //! - [`dissect`], [`print`]: packets and events for people;
-//! - [`pcap_import`]: pcap/pcapng to stream.
+//! - [`pcap_import`]: pcap/pcapng to stream;
+//! - [`capture`]: eBPF capture of packet events (trail-capture).
 
+pub mod capture;
 pub mod cli;
 pub mod codec;
 pub mod dissect;

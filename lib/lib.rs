@@ -5,12 +5,14 @@
 //! - [`codec`]: the framed MessagePack stream (spec in `schemas/stream.md`);
 //! - [`cli`]: what every tool shares (inputs, outputs, exit status);
 //! - [`dissect`], [`print`]: packets and events for people;
-//! - [`pcap_import`]: pcap/pcapng to stream.
+//! - [`pcap_import`]: pcap/pcapng to stream;
+//! - [`filter`]: selecting events by expression (`trail-filter`).
 
 pub mod cli;
 pub mod codec;
 pub mod dissect;
 pub mod error;
 pub mod event;
+pub mod filter;
 pub mod pcap_import;
 pub mod print;

@@ -36,9 +36,9 @@ impl std::str::FromStr for Window {
             .find(|c: char| c.is_ascii_alphabetic())
             .unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
-        let scale =
-            match unit {
-                "" => return number
+        let scale = match unit {
+            "" => {
+                return number
                     .parse::<usize>()
                     .ok()
                     .filter(|n| *n > 0)
@@ -47,17 +47,18 @@ impl std::str::FromStr for Window {
                         format!(
                             "'{text}' is not a window: give a number of events or a time like 2s"
                         )
-                    }),
-                "ns" => 1.0,
-                "us" => 1e3,
-                "ms" => 1e6,
-                "s" => 1e9,
-                other => {
-                    return Err(format!(
-                        "unknown unit '{other}' in window '{text}' (ns, us, ms, s)"
-                    ))
-                }
-            };
+                    })
+            }
+            "ns" => 1.0,
+            "us" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            other => {
+                return Err(format!(
+                    "unknown unit '{other}' in window '{text}' (ns, us, ms, s)"
+                ))
+            }
+        };
         number
             .parse::<f64>()
             .ok()
@@ -173,6 +174,11 @@ impl Journeys {
         }
         let time = time.unwrap_or(self.newest);
         self.newest = self.newest.max(time);
+        // Records out of the window leave before this event can vote for their journey: an
+        // event is kept when its journey matches within the window after it, not later.
+        if !self.release_old(release)? {
+            return Ok(false);
+        }
         if let Some(key) = key {
             let forgotten = &mut self.forgotten;
             let state = self.states.entry(key).or_insert_with(|| State {
@@ -192,7 +198,7 @@ impl Journeys {
             own,
             time,
         });
-        self.release_old(release)
+        self.release_over(release)
     }
 
     /// Queues a record that always passes (lost, trailer, unknown kinds), to keep the order.
@@ -210,31 +216,39 @@ impl Journeys {
             own: true,
             time: self.newest,
         });
-        self.release_old(release)
+        self.release_over(release)
     }
 
-    /// Releases records that waited long enough. Returns `false` when `release` asks to stop.
+    /// Releases records that waited a whole window. Returns `false` when `release` asks to stop.
     fn release_old(
         &mut self,
         release: &mut dyn FnMut(Released) -> anyhow::Result<bool>,
     ) -> anyhow::Result<bool> {
-        loop {
-            let over = self.queue.len() > self.max_buffered;
-            let old = !self.sorted
-                && self.queue.front().is_some_and(|front| match self.window {
-                    Window::Time(window) => front.time.saturating_add(window) < self.newest,
-                    Window::Events(window) => self.queue.len() > window,
-                });
-            if !(over || old) {
-                return Ok(true);
-            }
-            if over && !old {
-                self.overflow += 1;
-            }
+        while !self.sorted
+            && self.queue.front().is_some_and(|front| match self.window {
+                Window::Time(window) => front.time.saturating_add(window) < self.newest,
+                Window::Events(window) => self.queue.len() > window,
+            })
+        {
             if !self.release_front(release)? {
                 return Ok(false);
             }
         }
+        Ok(true)
+    }
+
+    /// Releases the oldest records beyond the memory bound.
+    fn release_over(
+        &mut self,
+        release: &mut dyn FnMut(Released) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<bool> {
+        while self.queue.len() > self.max_buffered {
+            self.overflow += 1;
+            if !self.release_front(release)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Releases everything queued (end of a section or of the input).

@@ -168,7 +168,7 @@ fn field_predicates_select_exactly_the_matching_events() {
             e.dev.as_ref().is_some_and(|d| d.name != "veth0")
         }),
         (r#"not dev.name == "veth0""#, |e| {
-            !e.dev.as_ref().is_some_and(|d| d.name == "veth0")
+            e.dev.as_ref().is_none_or(|d| d.name != "veth0")
         }),
         (r#"dev.name ~ "veth[0-9]""#, |e| {
             e.dev.as_ref().is_some_and(|d| d.name.starts_with("veth"))

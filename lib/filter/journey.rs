@@ -73,6 +73,17 @@ impl std::str::FromStr for Window {
 /// Journey identity: `(tracking.first_seen, tracking.orig_head)`, as `Tracking::id` shows it.
 pub type Key = (u64, u64);
 
+/// What the queue needs to know about an arriving event.
+pub struct Arrival {
+    pub key: Option<Key>,
+    /// The event's own verdict (before `--invert`).
+    pub own: bool,
+    /// `common.timestamp`, when the event has one.
+    pub time: Option<u64>,
+    /// `tracking.index` (set by trail-sort).
+    pub index: Option<u64>,
+}
+
 /// A record waiting for its verdict.
 pub struct Pending {
     pub frame: Frame,
@@ -150,18 +161,20 @@ impl Journeys {
         self.forgotten_order.clear();
     }
 
-    /// Queues an event: its journey key, own verdict, event time, and `tracking.index`.
-    /// Records ready to leave are handed to `release`, in input order.
+    /// Queues an event. Records ready to leave are handed to `release`, in input order.
     pub fn event(
         &mut self,
         pending_frame: Frame,
         input: usize,
-        key: Option<Key>,
-        own: bool,
-        time: Option<u64>,
-        index: Option<u64>,
+        arrival: Arrival,
         release: &mut dyn FnMut(Released) -> anyhow::Result<bool>,
     ) -> anyhow::Result<bool> {
+        let Arrival {
+            key,
+            own,
+            time,
+            index,
+        } = arrival;
         if self.sorted && key != self.current {
             // The previous journey is complete: its verdict is final.
             if !self.drain(release)? {
@@ -345,8 +358,14 @@ mod tests {
         };
         for (i, (key, own, time)) in events.iter().enumerate() {
             let key = key.map(|k| (k, 0));
+            let arrival = Arrival {
+                key,
+                own: *own,
+                time: Some(*time),
+                index: None,
+            };
             journeys
-                .event(frame(b'E'), i, key, *own, Some(*time), None, &mut release)
+                .event(frame(b'E'), i, arrival, &mut release)
                 .unwrap();
         }
         journeys.drain(&mut release).unwrap();

@@ -368,7 +368,13 @@ fn select_journeys(
                         .map_err(|e| located(input, &frame, e))?
                         .map(|t| t as u64);
                     let queued = take_frame(&frame, &mut spare);
-                    journeys.event(queued, input_index, key, own, time, index, &mut |r| {
+                    let arrival = journey::Arrival {
+                        key,
+                        own,
+                        time,
+                        index,
+                    };
+                    journeys.event(queued, input_index, arrival, &mut |r| {
                         release(r, sink, &names, &mut spare)
                     })?
                 }

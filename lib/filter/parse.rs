@@ -513,13 +513,16 @@ fn check_type(
     if matches!(op, Op::Glob | Op::NotGlob) {
         return Ok(());
     }
-    let fits = match (kind, value) {
-        (Kind::Other, _) => true,
-        (Kind::String | Kind::Bytes, Literal::Str(_)) => true,
-        (Kind::Integer | Kind::Float, Literal::Int(_) | Literal::Float(_)) => true,
-        (Kind::Bool, Literal::Bool(_)) => true,
-        _ => false,
-    };
+    let fits = matches!(
+        (kind, value),
+        (Kind::Other, _)
+            | (Kind::String | Kind::Bytes, Literal::Str(_))
+            | (
+                Kind::Integer | Kind::Float,
+                Literal::Int(_) | Literal::Float(_)
+            )
+            | (Kind::Bool, Literal::Bool(_))
+    );
     if fits {
         return Ok(());
     }

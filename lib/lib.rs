@@ -7,6 +7,7 @@
 //! - [`dissect`], [`print`]: packets and events for people;
 //! - [`pcap_import`]: pcap/pcapng to stream;
 //! - [`capture`]: eBPF capture of packet events (trail-capture).
+//! - [`filter`]: selecting events by expression (`trail-filter`).
 
 pub mod capture;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod codec;
 pub mod dissect;
 pub mod error;
 pub mod event;
+pub mod filter;
 pub mod pcap_import;
 pub mod print;
 pub mod synth;

@@ -5,12 +5,18 @@
 //! - [`codec`]: the framed MessagePack stream (spec in `schemas/stream.md`);
 //! - [`cli`]: what every tool shares (inputs, outputs, exit status);
 //! - [`dissect`], [`print`]: packets and events for people;
-//! - [`pcap_import`]: pcap/pcapng to stream.
+//! - [`pcap_import`]: pcap/pcapng to stream;
+//! - [`journey`], [`sort`], [`track`], [`extsort`]: journeys (trail-sort, trail-track).
 
 pub mod cli;
 pub mod codec;
 pub mod dissect;
 pub mod error;
 pub mod event;
+pub mod extsort;
+pub mod fingerprint;
+pub mod journey;
 pub mod pcap_import;
 pub mod print;
+pub mod sort;
+pub mod track;

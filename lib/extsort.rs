@@ -116,7 +116,7 @@ impl<K: SortKey> ExternalSort<K> {
     fn merge_runs(&mut self, runs: Vec<File>) -> io::Result<File> {
         let mut merge = Merge::<K>::new(runs)?;
         let mut file = BufWriter::with_capacity(RUN_BUFFER, self.temp_file()?);
-        while let Some(item) = merge.next()? {
+        while let Some(item) = merge.next_item()? {
             write_item(&mut file, &item, &mut self.scratch)?;
         }
         let mut file = file.into_inner().map_err(|e| e.into_error())?;
@@ -157,10 +157,10 @@ pub enum Sorted<K: SortKey> {
 }
 
 impl<K: SortKey> Sorted<K> {
-    pub fn next(&mut self) -> io::Result<Option<Item<K>>> {
+    pub fn next_item(&mut self) -> io::Result<Option<Item<K>>> {
         match self {
             Sorted::Memory(items) => Ok(items.next()),
-            Sorted::Merge(merge) => merge.next(),
+            Sorted::Merge(merge) => merge.next_item(),
         }
     }
 }
@@ -260,7 +260,7 @@ impl<K: SortKey> Merge<K> {
         }
     }
 
-    pub fn next(&mut self) -> io::Result<Option<Item<K>>> {
+    pub fn next_item(&mut self) -> io::Result<Option<Item<K>>> {
         let Some(Reverse((_, i))) = self.heap.pop() else {
             return Ok(None);
         };
@@ -300,7 +300,7 @@ mod tests {
         }
         let (mut out, stats) = sort.finish().unwrap();
         let mut keys = Vec::new();
-        while let Some(item) = out.next().unwrap() {
+        while let Some(item) = out.next_item().unwrap() {
             assert_eq!(
                 item.payload,
                 item.key.0.to_le_bytes(),

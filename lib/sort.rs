@@ -268,7 +268,7 @@ fn sort_exact(
     let mut by_start = ExternalSort::<ByStart>::new(options.memory, options.temp_dir.clone());
     let mut current: Option<(Group, u64)> = None;
     let mut index = 0u32;
-    while let Some(item) = grouped.next().map_err(temp)? {
+    while let Some(item) = grouped.next_item().map_err(temp)? {
         let key = item.key;
         let start = match current {
             Some((group, start)) if group == key.group => {
@@ -299,7 +299,7 @@ fn sort_exact(
     let (mut ordered, second_stats) = by_start.finish().map_err(temp)?;
     emitter.spill_runs = first_stats.runs + second_stats.runs;
     emitter.header(&inputs.header_frame(stage, true)?)?;
-    while let Some(item) = ordered.next().map_err(temp)? {
+    while let Some(item) = ordered.next_item().map_err(temp)? {
         let index = item.key.group.journey().map(|_| item.key.index);
         emitter.item(item.key.group, index, item.tag, item.payload)?;
     }
@@ -378,9 +378,7 @@ fn sort_streaming(
         }
         let group = group_of(inputs, &record)?;
         let watermark = inputs.watermark();
-        if record.ts.saturating_add(window) < watermark {
-            late += 1;
-        }
+        let mut is_late = record.ts.saturating_add(window) < watermark;
         buffered += record.payload.len() + crate::extsort::ITEM_OVERHEAD;
         let event = (record.ts, record.seq, record.kind.tag(), record.payload);
         match open.get_mut(&group) {
@@ -395,9 +393,7 @@ fn sort_streaming(
             }
             None => {
                 let base_index = emitted.remove(&group).map_or(0, |e| e.0);
-                if base_index > 0 {
-                    late += 1;
-                }
+                is_late |= base_index > 0;
                 order.insert((record.ts, group));
                 open.insert(
                     group,
@@ -410,6 +406,7 @@ fn sort_streaming(
                 );
             }
         }
+        late += u64::from(is_late);
         while let Some(&(_, front)) = order.first() {
             let idle = open
                 .get(&front)

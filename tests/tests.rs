@@ -2,4 +2,5 @@
 //! privileges needed. One test binary, one module per area.
 
 mod common;
+mod journeys;
 mod stream;

@@ -32,9 +32,7 @@ pub fn run_tool(tool: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCo
             }
             let bad_input = err.chain().any(|cause| {
                 cause.downcast_ref::<UsageError>().is_some()
-                    || cause
-                        .downcast_ref::<StreamError>()
-                        .is_some_and(StreamError::is_bad_input)
+                    || cause.downcast_ref::<StreamError>().is_some_and(StreamError::is_bad_input)
             });
             // Ignore a failure to write the message itself: there is nowhere left to report it.
             let _ = writeln!(io::stderr().lock(), "{tool}: error: {err:#}");
@@ -94,17 +92,12 @@ impl Inputs {
     }
 
     /// Opens each input in turn as a frame reader.
-    pub fn readers(
-        &self,
-    ) -> impl Iterator<Item = anyhow::Result<Reader<Box<dyn io::BufRead>>>> + '_ {
+    pub fn readers(&self) -> impl Iterator<Item = anyhow::Result<Reader<Box<dyn io::BufRead>>>> + '_ {
         self.paths.iter().map(|path| open_reader(path))
     }
 
     /// Calls `each` with every frame of every input, in order, and the name of its input.
-    pub fn for_each_frame(
-        &self,
-        mut each: impl FnMut(&Frame, &str) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
+    pub fn for_each_frame(&self, mut each: impl FnMut(&Frame, &str) -> anyhow::Result<()>) -> anyhow::Result<()> {
         let mut frame = Frame::default();
         for reader in self.readers() {
             let mut reader = reader?;
@@ -192,10 +185,7 @@ impl Output {
     /// `-o FILE` always gets the binary stream; stdout gets text when it is a terminal.
     pub fn create(path: Option<&Path>) -> anyhow::Result<Output> {
         if path.is_none() && io::stdout().is_terminal() {
-            let printer = Printer::new(
-                Box::new(io::stdout().lock()) as Box<dyn Write>,
-                PrintOptions::default(),
-            );
+            let printer = Printer::new(Box::new(io::stdout().lock()) as Box<dyn Write>, PrintOptions::default());
             return Ok(Output::Text(Box::new(printer)));
         }
         Ok(Output::Binary(BinaryOutput::create(path)?))

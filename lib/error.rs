@@ -52,19 +52,10 @@ impl fmt::Display for ErrorKind {
                 "stream format version {major}.{minor} is not supported (this build reads {}.x)",
                 crate::event::FORMAT_MAJOR
             ),
-            ErrorKind::MissingHeader => {
-                f.write_str("section magic not followed by a header record")
-            }
+            ErrorKind::MissingHeader => f.write_str("section magic not followed by a header record"),
             ErrorKind::MissingMagic => f.write_str("header record without a section magic"),
-            ErrorKind::Truncated {
-                what,
-                needed,
-                available,
-            } => {
-                write!(
-                    f,
-                    "truncated {what}: needed {needed} bytes, input ends after {available}"
-                )
+            ErrorKind::Truncated { what, needed, available } => {
+                write!(f, "truncated {what}: needed {needed} bytes, input ends after {available}")
             }
             ErrorKind::FrameTooLarge(len) => write!(
                 f,

@@ -60,10 +60,7 @@ impl<W: Write> Printer<W> {
     }
 
     fn shows(&self, section: &str) -> bool {
-        self.options
-            .fields
-            .as_ref()
-            .is_none_or(|f| f.contains(section))
+        self.options.fields.as_ref().is_none_or(|f| f.contains(section))
     }
 
     /// Renders one frame as read from `input` (named in error messages).
@@ -72,21 +69,17 @@ impl<W: Write> Printer<W> {
             FrameKind::Header => self.header(&codec::decode(frame, input)?)?,
             FrameKind::Event => {
                 let event: Event = codec::decode(frame, input)?;
-                let index =
-                    RawMap::parse(&frame.payload).map_err(|why| crate::error::StreamError {
-                        input: input.to_string(),
-                        offset: frame.offset,
-                        kind: crate::error::ErrorKind::Corrupt(why),
-                    })?;
+                let index = RawMap::parse(&frame.payload).map_err(|why| crate::error::StreamError {
+                    input: input.to_string(),
+                    offset: frame.offset,
+                    kind: crate::error::ErrorKind::Corrupt(why),
+                })?;
                 let unknown: Vec<(&str, serde_json::Value)> = index
                     .keys()
                     .filter(|key| !SECTIONS.contains(key))
                     .filter_map(|key| {
                         let bytes = index.get(&frame.payload, key)?;
-                        Some((
-                            key,
-                            rmp_serde::from_slice(bytes).unwrap_or(serde_json::Value::Null),
-                        ))
+                        Some((key, rmp_serde::from_slice(bytes).unwrap_or(serde_json::Value::Null)))
                     })
                     .collect();
                 self.event_with(&event, &unknown)?
@@ -114,11 +107,7 @@ impl<W: Write> Printer<W> {
                 header.tool,
                 header.tool_version,
                 header.host,
-                if header.kernel.is_empty() {
-                    "-"
-                } else {
-                    &header.kernel
-                },
+                if header.kernel.is_empty() { "-" } else { &header.kernel },
                 header.probes.join(","),
                 header.snaplen
             ),
@@ -129,11 +118,7 @@ impl<W: Write> Printer<W> {
         self.event_with(event, &[])
     }
 
-    fn event_with(
-        &mut self,
-        event: &Event,
-        unknown: &[(&str, serde_json::Value)],
-    ) -> io::Result<()> {
+    fn event_with(&mut self, event: &Event, unknown: &[(&str, serde_json::Value)]) -> io::Result<()> {
         match self.options.format {
             Format::Json => self.json_event(event, unknown),
             Format::Multi | Format::SingleLine => {
@@ -157,11 +142,7 @@ impl<W: Write> Printer<W> {
                 self.out,
                 "!! lost {} events from {} between {} and {} ({})",
                 lost.count,
-                if lost.probe.is_empty() {
-                    "unknown probe"
-                } else {
-                    &lost.probe
-                },
+                if lost.probe.is_empty() { "unknown probe" } else { &lost.probe },
                 self.time(lost.first_ns),
                 self.time(lost.last_ns),
                 lost.reason
@@ -204,11 +185,7 @@ impl<W: Write> Printer<W> {
     }
 
     fn text_event(&self, event: &Event, unknown: &[(&str, serde_json::Value)], line: &mut String) {
-        let child = event
-            .tracking
-            .as_ref()
-            .and_then(|t| t.index)
-            .is_some_and(|i| i > 0);
+        let child = event.tracking.as_ref().and_then(|t| t.index).is_some_and(|i| i > 0);
         let single = self.options.format == Format::SingleLine;
         // Detail lines: two spaces under a journey's first event, six under its children.
         let indent = if child { "      " } else { "  " };
@@ -368,11 +345,7 @@ impl<W: Write> Printer<W> {
         }
     }
 
-    fn json_event(
-        &mut self,
-        event: &Event,
-        unknown: &[(&str, serde_json::Value)],
-    ) -> io::Result<()> {
+    fn json_event(&mut self, event: &Event, unknown: &[(&str, serde_json::Value)]) -> io::Result<()> {
         let mut object = match serde_json::to_value(event) {
             Ok(serde_json::Value::Object(map)) => map,
             _ => serde_json::Map::new(),
@@ -381,10 +354,7 @@ impl<W: Write> Printer<W> {
             object.insert((*name).to_string(), value.clone());
         }
         if let Some(common) = &event.common {
-            object.insert(
-                "time".into(),
-                serde_json::Value::String(self.time(common.timestamp)),
-            );
+            object.insert("time".into(), serde_json::Value::String(self.time(common.timestamp)));
         }
         if let Some(packet) = &event.packet {
             if let Ok(parsed) = serde_json::to_value(dissect::dissect(packet)) {
@@ -392,9 +362,7 @@ impl<W: Write> Printer<W> {
             }
         }
         if let Some(fields) = &self.options.fields {
-            object.retain(|key, _| {
-                fields.contains(key) || (key == "parsed" && fields.contains("packet"))
-            });
+            object.retain(|key, _| fields.contains(key) || (key == "parsed" && fields.contains("packet")));
         }
         write_json_line(&mut self.out, &object)
     }

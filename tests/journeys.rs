@@ -813,3 +813,50 @@ fn bad_input_exits_2_with_one_clean_line() {
         assert!(String::from_utf8_lossy(&output.stderr).contains("corrupt record"));
     }
 }
+
+#[test]
+fn printer_writes_one_json_line_per_journey() {
+    let input = stream(&header("trail-capture", "a", 0), &interleaved());
+    let sorted = run_ok("trail-sort", &["--exact"], &input);
+    let options = trail::print::PrintOptions {
+        format: trail::print::Format::Json,
+        journeys: true,
+        ..Default::default()
+    };
+    let mut text = Vec::new();
+    {
+        let mut printer = trail::print::Printer::new(&mut text, options);
+        for frame in frames(&sorted) {
+            printer.frame(&frame, "sorted").expect("print");
+        }
+        printer.flush().expect("flush");
+    }
+    let lines: Vec<serde_json::Value> = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("JSON line"))
+        .collect();
+    let shape: Vec<(serde_json::Value, Vec<u64>)> = lines
+        .iter()
+        .map(|l| {
+            let times = l["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .map(|e| e["common"]["timestamp"].as_u64().expect("timestamp"))
+                .collect();
+            (l["journey"].clone(), times)
+        })
+        .collect();
+    let id = |s: &str| serde_json::Value::String(s.into());
+    assert_eq!(
+        shape,
+        vec![
+            (id("64-a"), vec![100, 120, 130]),
+            (serde_json::Value::Null, vec![140]),
+            (id("96-b"), vec![150, 160, 400]),
+            (id("12c-c"), vec![300, 310]),
+            (serde_json::Value::Null, vec![305]),
+        ]
+    );
+}

@@ -860,3 +860,53 @@ fn printer_writes_one_json_line_per_journey() {
         ]
     );
 }
+
+#[test]
+fn concatenated_sections_on_other_clocks_are_rebased() {
+    // `cat a b | trail-sort`: the second section's clock is 3 s ahead of the first's, so its
+    // events move 3 s later on the output (first section's) clock, and get common.host.
+    let s = 1_000_000_000u64;
+    let mut input = stream(
+        &header("trail-capture", "a", 10 * s as i64),
+        &[with_id(event(5 * s, "p", None), 5 * s, 1)],
+    );
+    input.extend(stream(
+        &header("trail-capture", "b", 13 * s as i64),
+        &[
+            with_id(event(s, "p", None), s, 2),
+            event(3 * s, "untracked", None),
+        ],
+    ));
+    for args in [&[][..], &["--exact"][..]] {
+        let output = run_ok("trail-sort", args, &input);
+        let out_frames = frames(&output);
+        assert_eq!(
+            out_frames
+                .iter()
+                .filter(|f| f.kind == FrameKind::Header)
+                .count(),
+            1
+        );
+        let out = events(&output);
+        let got: Vec<(u64, Option<String>, Option<String>)> = out
+            .iter()
+            .map(|e| {
+                (
+                    ts(e) / s,
+                    e.common.as_ref().and_then(|c| c.host.clone()),
+                    e.tracking.as_ref().map(|t| t.id()),
+                )
+            })
+            .collect();
+        let id_b = format!("{:x}-2", 4 * s);
+        assert_eq!(
+            got,
+            vec![
+                (4, Some("b".into()), Some(id_b)),
+                (5, None, Some(format!("{:x}-1", 5 * s))),
+                (6, Some("b".into()), None),
+            ],
+            "{args:?}"
+        );
+    }
+}

@@ -8,6 +8,7 @@
 //! - [`pcap_import`]: pcap/pcapng to stream;
 //! - [`capture`]: eBPF capture of packet events (trail-capture).
 //! - [`filter`]: selecting events by expression (`trail-filter`).
+//! - [`journey`], [`sort`], [`track`], [`extsort`]: journeys (trail-sort, trail-track).
 
 pub mod capture;
 pub mod cli;
@@ -19,3 +20,8 @@ pub mod filter;
 pub mod pcap_import;
 pub mod print;
 pub mod synth;
+pub mod extsort;
+pub mod fingerprint;
+pub mod journey;
+pub mod sort;
+pub mod track;

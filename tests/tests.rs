@@ -4,4 +4,5 @@
 mod common;
 mod dissect;
 mod filter;
+mod journeys;
 mod stream;

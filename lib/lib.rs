@@ -5,12 +5,13 @@
 //! - [`codec`]: the framed MessagePack stream (spec in `schemas/stream.md`);
 //! - [`cli`]: what every tool shares (inputs, outputs, exit status);
 //! - [`dissect`], [`print`]: packets and events for people;
-//! - [`pcap_import`]: pcap/pcapng to stream.
+//! - [`pcap_export`], [`pcap_import`]: stream to pcap/pcapng and back.
 
 pub mod cli;
 pub mod codec;
 pub mod dissect;
 pub mod error;
 pub mod event;
+pub mod pcap_export;
 pub mod pcap_import;
 pub mod print;

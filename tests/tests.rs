@@ -3,3 +3,4 @@
 
 mod common;
 mod stream;
+mod to_pcap;

@@ -32,7 +32,9 @@ pub fn run_tool(tool: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCo
             }
             let bad_input = err.chain().any(|cause| {
                 cause.downcast_ref::<UsageError>().is_some()
-                    || cause.downcast_ref::<StreamError>().is_some_and(StreamError::is_bad_input)
+                    || cause
+                        .downcast_ref::<StreamError>()
+                        .is_some_and(StreamError::is_bad_input)
             });
             // Ignore a failure to write the message itself: there is nowhere left to report it.
             let _ = writeln!(io::stderr().lock(), "{tool}: error: {err:#}");
@@ -92,12 +94,17 @@ impl Inputs {
     }
 
     /// Opens each input in turn as a frame reader.
-    pub fn readers(&self) -> impl Iterator<Item = anyhow::Result<Reader<Box<dyn io::BufRead>>>> + '_ {
+    pub fn readers(
+        &self,
+    ) -> impl Iterator<Item = anyhow::Result<Reader<Box<dyn io::BufRead>>>> + '_ {
         self.paths.iter().map(|path| open_reader(path))
     }
 
     /// Calls `each` with every frame of every input, in order, and the name of its input.
-    pub fn for_each_frame(&self, mut each: impl FnMut(&Frame, &str) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    pub fn for_each_frame(
+        &self,
+        mut each: impl FnMut(&Frame, &str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         let mut frame = Frame::default();
         for reader in self.readers() {
             let mut reader = reader?;
@@ -242,7 +249,10 @@ impl Output {
     /// `-o FILE` always gets the binary stream; stdout gets text when it is a terminal.
     pub fn create(path: Option<&Path>) -> anyhow::Result<Output> {
         if path.is_none() && io::stdout().is_terminal() {
-            let printer = Printer::new(Box::new(io::stdout().lock()) as Box<dyn Write>, PrintOptions::default());
+            let printer = Printer::new(
+                Box::new(io::stdout().lock()) as Box<dyn Write>,
+                PrintOptions::default(),
+            );
             return Ok(Output::Text(Box::new(printer)));
         }
         Ok(Output::Binary(BinaryOutput::create(path)?))
@@ -311,4 +321,80 @@ pub fn stage_header(frame: &Frame, stage: &Stage) -> anyhow::Result<Frame> {
         payload: append_stage(&frame.payload, stage)?,
         ..frame.clone()
     })
+}
+
+/// Every trail tool with its one-line purpose: the list `trail --help` shows.
+pub const TOOLS: &[(&str, &str)] = &[
+    (
+        "capture",
+        "trace packets in the kernel with eBPF and write the event stream",
+    ),
+    (
+        "filter",
+        "keep the events (or whole journeys) that match an expression",
+    ),
+    (
+        "track",
+        "add or complete tracking ids and link journeys across NAT, tunnels and hosts",
+    ),
+    ("sort", "group events into packet journeys, in order"),
+    ("print", "show a stream as text or JSON lines"),
+    (
+        "to-pcap",
+        "write the packets as pcapng/pcap for tcpdump, tshark and Wireshark",
+    ),
+    (
+        "to-parquet",
+        "write the events as Parquet for DuckDB, pandas, Spark",
+    ),
+    ("from-pcap", "import pcap/pcapng captures as a stream"),
+];
+
+/// The `trail` front command: `trail TOOL ARGS...` runs `trail-TOOL ARGS...` (git-style), looked
+/// up next to this executable first, then on `PATH`. Returns the tool's exit status.
+pub fn run_front(args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    let usage = || {
+        let mut text = String::from(
+            "usage: trail TOOL [ARGS...]   (same as trail-TOOL [ARGS...])\n\ntools:\n",
+        );
+        for (name, what) in TOOLS {
+            text.push_str(&format!("  {name:<11} {what}\n"));
+        }
+        text.push_str("\n`trail TOOL --help` shows a tool's options.\n");
+        text
+    };
+    let Some(tool) = args.first().and_then(|a| a.to_str()) else {
+        eprint!("{}", usage());
+        return Ok(ExitCode::from(2));
+    };
+    match tool {
+        "-h" | "--help" | "help" => {
+            print!("{}", usage());
+            return Ok(ExitCode::SUCCESS);
+        }
+        "-V" | "--version" => {
+            println!("trail {}", env!("CARGO_PKG_VERSION"));
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
+    if !TOOLS.iter().any(|(name, _)| *name == tool) {
+        return Err(UsageError(format!("unknown tool '{tool}' (see trail --help)")).into());
+    }
+    let program = format!("trail-{tool}");
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(&program)))
+        .filter(|path| path.is_file());
+    let command = beside.unwrap_or_else(|| PathBuf::from(&program));
+    let status = std::process::Command::new(&command)
+        .args(&args[1..])
+        .status()
+        .with_context(|| format!("cannot run {program}"))?;
+    // A tool killed by a signal has no code: report it like a shell would (128 + signal).
+    let code = status.code().unwrap_or_else(|| {
+        use std::os::unix::process::ExitStatusExt;
+        128 + status.signal().unwrap_or(0)
+    });
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

@@ -193,7 +193,12 @@ impl<R: BufRead> Reader<R> {
         }
     }
 
-    fn read_exact_at(&mut self, buf: &mut [u8], start: u64, what: &'static str) -> Result<(), StreamError> {
+    fn read_exact_at(
+        &mut self,
+        buf: &mut [u8],
+        start: u64,
+        what: &'static str,
+    ) -> Result<(), StreamError> {
         let mut done = 0;
         while done < buf.len() {
             match self.inner.read(&mut buf[done..]) {
@@ -286,7 +291,9 @@ impl<W: Write> Writer<W> {
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|&len| len <= MAX_FRAME)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "record larger than 16 MiB"))?;
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "record larger than 16 MiB")
+            })?;
         let mut head = [0u8; 5];
         head[0] = kind.tag();
         head[1..].copy_from_slice(&len.to_le_bytes());
@@ -345,15 +352,18 @@ impl RawMap {
     /// Indexes a payload that holds one MessagePack map with string keys.
     pub fn parse(payload: &[u8]) -> Result<RawMap, String> {
         let mut rest = payload;
-        let count = rmp::decode::read_map_len(&mut rest).map_err(|e| format!("record is not a map: {e}"))?;
+        let count = rmp::decode::read_map_len(&mut rest)
+            .map_err(|e| format!("record is not a map: {e}"))?;
         let mut entries = Vec::with_capacity(count.min(64) as usize);
         for _ in 0..count {
-            let key_len = rmp::decode::read_str_len(&mut rest).map_err(|e| format!("map key is not a string: {e}"))?
+            let key_len = rmp::decode::read_str_len(&mut rest)
+                .map_err(|e| format!("map key is not a string: {e}"))?
                 as usize;
             if key_len > rest.len() {
                 return Err("map key runs past the end of the record".into());
             }
-            let key = std::str::from_utf8(&rest[..key_len]).map_err(|_| "map key is not UTF-8".to_string())?;
+            let key = std::str::from_utf8(&rest[..key_len])
+                .map_err(|_| "map key is not UTF-8".to_string())?;
             rest = &rest[key_len..];
             let start = payload.len() - rest.len();
             skip_value(&mut rest, 0)?;
@@ -361,7 +371,10 @@ impl RawMap {
             entries.push((key.to_string(), start..end));
         }
         if !rest.is_empty() {
-            return Err(format!("{} bytes after the end of the record's map", rest.len()));
+            return Err(format!(
+                "{} bytes after the end of the record's map",
+                rest.len()
+            ));
         }
         Ok(RawMap { entries })
     }
@@ -410,7 +423,8 @@ fn skip_value(rest: &mut &[u8], depth: u32) -> Result<(), String> {
     if depth > MAX_DEPTH {
         return Err("record nested too deeply".into());
     }
-    let marker = rmp::decode::read_marker(rest).map_err(|_| "record ends inside a value".to_string())?;
+    let marker =
+        rmp::decode::read_marker(rest).map_err(|_| "record ends inside a value".to_string())?;
     let take = |rest: &mut &[u8], n: usize| -> Result<u64, String> {
         if rest.len() < n {
             return Err("record ends inside a value".into());
@@ -431,7 +445,9 @@ fn skip_value(rest: &mut &[u8], depth: u32) -> Result<(), String> {
         Ok(())
     };
     let (items, pairs) = match marker {
-        Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => (0, false),
+        Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
+            (0, false)
+        }
         Marker::U8 | Marker::I8 => return skip(rest, 1),
         Marker::U16 | Marker::I16 => return skip(rest, 2),
         Marker::U32 | Marker::I32 | Marker::F32 => return skip(rest, 4),
@@ -486,7 +502,11 @@ fn skip_value(rest: &mut &[u8], depth: u32) -> Result<(), String> {
 }
 
 /// Decodes just one section of an event payload (e.g. `tracking`), without the others.
-pub fn decode_section<T: DeserializeOwned>(payload: &[u8], index: &RawMap, key: &str) -> Option<Result<T, String>> {
+pub fn decode_section<T: DeserializeOwned>(
+    payload: &[u8],
+    index: &RawMap,
+    key: &str,
+) -> Option<Result<T, String>> {
     index
         .get(payload, key)
         .map(|bytes| rmp_serde::from_slice(bytes).map_err(|e| e.to_string()))

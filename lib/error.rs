@@ -36,6 +36,8 @@ pub enum ErrorKind {
     FrameTooLarge(u32),
     /// A frame tag that is not an ASCII capital letter.
     BadTag(u8),
+    /// A pcap or pcapng input that cannot be read (trail-from-pcap).
+    BadPcap(String),
     /// The frame is intact but its payload does not decode.
     Corrupt(String),
 }
@@ -52,10 +54,19 @@ impl fmt::Display for ErrorKind {
                 "stream format version {major}.{minor} is not supported (this build reads {}.x)",
                 crate::event::FORMAT_MAJOR
             ),
-            ErrorKind::MissingHeader => f.write_str("section magic not followed by a header record"),
+            ErrorKind::MissingHeader => {
+                f.write_str("section magic not followed by a header record")
+            }
             ErrorKind::MissingMagic => f.write_str("header record without a section magic"),
-            ErrorKind::Truncated { what, needed, available } => {
-                write!(f, "truncated {what}: needed {needed} bytes, input ends after {available}")
+            ErrorKind::Truncated {
+                what,
+                needed,
+                available,
+            } => {
+                write!(
+                    f,
+                    "truncated {what}: needed {needed} bytes, input ends after {available}"
+                )
             }
             ErrorKind::FrameTooLarge(len) => write!(
                 f,
@@ -63,6 +74,7 @@ impl fmt::Display for ErrorKind {
                 crate::codec::MAX_FRAME
             ),
             ErrorKind::BadTag(tag) => write!(f, "corrupt frame: invalid record tag {tag:#04x}"),
+            ErrorKind::BadPcap(why) => write!(f, "bad pcap input: {why}"),
             ErrorKind::Corrupt(why) => write!(f, "corrupt record: {why}"),
         }
     }

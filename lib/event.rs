@@ -83,7 +83,10 @@ impl<'de> Deserialize<'de> for Bytes {
                     .map(Bytes)
                     .ok_or_else(|| E::custom("invalid hex string"))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Bytes, A::Error> {
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(65536));
                 while let Some(b) = seq.next_element::<u8>()? {
                     out.push(b);

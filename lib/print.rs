@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::codec::{self, Frame, FrameKind, RawMap};
 use crate::dissect;
-use crate::event::{Clock, Conntrack, CtTuple, Event, Header, Lost, Trailer, SECTIONS};
+use crate::event::{Clock, Conntrack, CtTuple, Event, Header, Lost, ProbeKind, Trailer, SECTIONS};
 
 /// Output layouts of `trail-print`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -41,6 +41,46 @@ pub struct PrintOptions {
     pub headers: bool,
 }
 
+/// Command-line arguments of `trail-print`.
+#[derive(Debug, clap::Args)]
+pub struct PrintArgs {
+    /// Trail streams to print (default: stdin; `-` for stdin). Sections may be concatenated.
+    pub inputs: Vec<std::path::PathBuf>,
+    /// Output layout.
+    #[arg(long, value_enum, default_value = "multi")]
+    pub format: Format,
+    /// Shorthand for `--format json`.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// Show wall-clock UTC times instead of monotonic seconds.
+    #[arg(long)]
+    pub utc: bool,
+    /// Comma-separated sections to show: time, common, probe, packet, skb, dev, netns, drop,
+    /// tracking, ct, nft, stack, retval, or an unknown section's name.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub fields: Option<Vec<String>>,
+    /// Also show section headers and trailers (text: `#` lines; JSON: header/trailer objects).
+    #[arg(long)]
+    pub headers: bool,
+}
+
+/// `trail-print`: renders every input to stdout.
+pub fn run(args: &PrintArgs) -> anyhow::Result<()> {
+    let options = PrintOptions {
+        format: if args.json { Format::Json } else { args.format },
+        utc: args.utc,
+        fields: args
+            .fields
+            .as_ref()
+            .map(|f| f.iter().map(|s| s.trim().to_string()).collect()),
+        headers: args.headers,
+    };
+    let mut printer = Printer::new(io::stdout().lock(), options);
+    crate::cli::Inputs::new(&args.inputs)
+        .for_each_frame(|frame, input| printer.frame(frame, input))?;
+    Ok(printer.flush()?)
+}
+
 /// Renders records to `out` through one buffered writer.
 pub struct Printer<W: Write> {
     out: io::BufWriter<W>,
@@ -60,7 +100,10 @@ impl<W: Write> Printer<W> {
     }
 
     fn shows(&self, section: &str) -> bool {
-        self.options.fields.as_ref().is_none_or(|f| f.contains(section))
+        self.options
+            .fields
+            .as_ref()
+            .is_none_or(|f| f.contains(section))
     }
 
     /// Renders one frame as read from `input` (named in error messages).
@@ -69,17 +112,21 @@ impl<W: Write> Printer<W> {
             FrameKind::Header => self.header(&codec::decode(frame, input)?)?,
             FrameKind::Event => {
                 let event: Event = codec::decode(frame, input)?;
-                let index = RawMap::parse(&frame.payload).map_err(|why| crate::error::StreamError {
-                    input: input.to_string(),
-                    offset: frame.offset,
-                    kind: crate::error::ErrorKind::Corrupt(why),
-                })?;
+                let index =
+                    RawMap::parse(&frame.payload).map_err(|why| crate::error::StreamError {
+                        input: input.to_string(),
+                        offset: frame.offset,
+                        kind: crate::error::ErrorKind::Corrupt(why),
+                    })?;
                 let unknown: Vec<(&str, serde_json::Value)> = index
                     .keys()
                     .filter(|key| !SECTIONS.contains(key))
                     .filter_map(|key| {
                         let bytes = index.get(&frame.payload, key)?;
-                        Some((key, rmp_serde::from_slice(bytes).unwrap_or(serde_json::Value::Null)))
+                        Some((
+                            key,
+                            rmp_serde::from_slice(bytes).unwrap_or(serde_json::Value::Null),
+                        ))
                     })
                     .collect();
                 self.event_with(&event, &unknown)?
@@ -107,7 +154,11 @@ impl<W: Write> Printer<W> {
                 header.tool,
                 header.tool_version,
                 header.host,
-                if header.kernel.is_empty() { "-" } else { &header.kernel },
+                if header.kernel.is_empty() {
+                    "-"
+                } else {
+                    &header.kernel
+                },
                 header.probes.join(","),
                 header.snaplen
             ),
@@ -118,7 +169,11 @@ impl<W: Write> Printer<W> {
         self.event_with(event, &[])
     }
 
-    fn event_with(&mut self, event: &Event, unknown: &[(&str, serde_json::Value)]) -> io::Result<()> {
+    fn event_with(
+        &mut self,
+        event: &Event,
+        unknown: &[(&str, serde_json::Value)],
+    ) -> io::Result<()> {
         match self.options.format {
             Format::Json => self.json_event(event, unknown),
             Format::Multi | Format::SingleLine => {
@@ -142,7 +197,11 @@ impl<W: Write> Printer<W> {
                 self.out,
                 "!! lost {} events from {} between {} and {} ({})",
                 lost.count,
-                if lost.probe.is_empty() { "unknown probe" } else { &lost.probe },
+                if lost.probe.is_empty() {
+                    "unknown probe"
+                } else {
+                    &lost.probe
+                },
                 self.time(lost.first_ns),
                 self.time(lost.last_ns),
                 lost.reason
@@ -185,7 +244,11 @@ impl<W: Write> Printer<W> {
     }
 
     fn text_event(&self, event: &Event, unknown: &[(&str, serde_json::Value)], line: &mut String) {
-        let child = event.tracking.as_ref().and_then(|t| t.index).is_some_and(|i| i > 0);
+        let child = event
+            .tracking
+            .as_ref()
+            .and_then(|t| t.index)
+            .is_some_and(|i| i > 0);
         let single = self.options.format == Format::SingleLine;
         // Detail lines: two spaces under a journey's first event, six under its children.
         let indent = if child { "      " } else { "  " };
@@ -300,7 +363,12 @@ impl<W: Write> Printer<W> {
             if self.shows("time") || self.shows("common") {
                 line.push_str(&self.time(common.timestamp));
             }
-            if self.shows("common") {
+            // Imported packets have no cpu or task: do not print made-up zeros.
+            let imported = event
+                .probe
+                .as_ref()
+                .is_some_and(|p| p.kind == ProbeKind::PcapImport);
+            if self.shows("common") && !imported {
                 let _ = write!(line, " ({})", common.cpu);
                 if !common.comm.is_empty() {
                     let _ = write!(line, " [{}]", common.comm);
@@ -345,7 +413,11 @@ impl<W: Write> Printer<W> {
         }
     }
 
-    fn json_event(&mut self, event: &Event, unknown: &[(&str, serde_json::Value)]) -> io::Result<()> {
+    fn json_event(
+        &mut self,
+        event: &Event,
+        unknown: &[(&str, serde_json::Value)],
+    ) -> io::Result<()> {
         let mut object = match serde_json::to_value(event) {
             Ok(serde_json::Value::Object(map)) => map,
             _ => serde_json::Map::new(),
@@ -354,7 +426,10 @@ impl<W: Write> Printer<W> {
             object.insert((*name).to_string(), value.clone());
         }
         if let Some(common) = &event.common {
-            object.insert("time".into(), serde_json::Value::String(self.time(common.timestamp)));
+            object.insert(
+                "time".into(),
+                serde_json::Value::String(self.time(common.timestamp)),
+            );
         }
         if let Some(packet) = &event.packet {
             if let Ok(parsed) = serde_json::to_value(dissect::dissect(packet)) {
@@ -362,7 +437,9 @@ impl<W: Write> Printer<W> {
             }
         }
         if let Some(fields) = &self.options.fields {
-            object.retain(|key, _| fields.contains(key) || (key == "parsed" && fields.contains("packet")));
+            object.retain(|key, _| {
+                fields.contains(key) || (key == "parsed" && fields.contains("packet"))
+            });
         }
         write_json_line(&mut self.out, &object)
     }
@@ -443,4 +520,28 @@ fn ct_line(ct: &Conntrack) -> String {
         let _ = write!(s, " {proto} state {state}");
     }
     s
+}
+
+/// Shape of one JSON line of `trail-print --format json`, for the published JSON Schema.
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+struct JsonLine {
+    #[serde(flatten)]
+    event: Event,
+    /// The event time as printed (monotonic `secs.nanos`, or UTC with `--utc`).
+    time: Option<String>,
+    /// The dissected packet (see `lib/dissect.rs`).
+    parsed: Option<dissect::Dissection>,
+}
+
+/// JSON Schema of one event line of `trail-print --format json` (`schemas/event.schema.json`).
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(JsonLine)).unwrap_or_default();
+    if let Some(object) = schema.as_object_mut() {
+        object.insert(
+            "title".into(),
+            "trail event (JSON lines form), stream format 1.x".into(),
+        );
+    }
+    schema
 }

@@ -1,0 +1,59 @@
+# trail: build, test and run. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+CARGO ?= cargo
+# Debian packages the build and the tests need (checked one by one, installed when missing).
+DEB_PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config libpcap-dev make \
+	tcpdump tshark nftables bpftool iproute2 iputils-ping jq python3 time
+
+.PHONY: all deps build release test test-unit test-kernel lint run schemas bench bench-capture clean
+
+all: build
+
+# Installs what is missing; a no-op on a machine that has everything.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }
+
+build: deps
+	$(CARGO) build --all-targets
+
+release: deps
+	$(CARGO) build --release
+
+lint: deps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+test-unit: build
+	$(CARGO) test --lib --test tests
+
+# Kernel tests need root, BPF and network namespaces. Under CI=true they must run (the test
+# binary fails rather than skips when it lacks privileges).
+test-kernel: build
+	$(CARGO) test --test kernel -- --test-threads=1
+
+test: lint test-unit test-kernel
+
+# The main job: live capture with the default probes, shown as text. ARGS passes options, e.g.
+# make run ARGS="-p tp:skb:kfree_skb --count 20"
+run: release
+	@[ "$$(id -u)" = 0 ] || { echo "make run needs root (BPF): sudo make run"; exit 1; }
+	./target/release/trail-capture $(ARGS) | ./target/release/trail-print
+
+# Regenerates schemas/event.schema.json from the Rust types.
+schemas:
+	UPDATE_SCHEMAS=1 $(CARGO) test --test tests json_schema_is_current
+
+bench: release
+	@[ -x bench/run.sh ] && bench/run.sh || echo "bench/run.sh not present yet"
+
+bench-capture: release
+	@[ -x bench/capture.sh ] && bench/capture.sh || echo "bench/capture.sh not present yet"
+
+clean:
+	$(CARGO) clean

@@ -83,7 +83,9 @@ use serde::Deserialize;
 use crate::cli::{self, RawOutput};
 use crate::codec::{self, Frame, FrameKind, Reader, MAGIC};
 use crate::error::UsageError;
-use crate::event::{linktype, Common, Dev, Drop, Header, Layer, Lost, Netns, Packet, Probe, Skb, Tracking};
+use crate::event::{
+    linktype, Common, Dev, Drop, Header, Layer, Lost, Netns, Packet, Probe, Skb, Tracking,
+};
 
 /// Private Enterprise Number in our custom options: RFC 5612's documentation number, standing in
 /// until trail registers its own (see the module header).
@@ -197,13 +199,15 @@ pub enum OtherLinks {
 /// Runs `trail-to-pcap`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.other_links == OtherLinks::Keep && args.format == Format::Pcap {
-        return Err(
-            UsageError("--other-links keep needs --format pcapng (classic pcap has one link type)".into()).into(),
-        );
+        return Err(UsageError(
+            "--other-links keep needs --format pcapng (classic pcap has one link type)".into(),
+        )
+        .into());
     }
     if args.output.is_none() && io::stdout().is_terminal() {
         return Err(UsageError(
-            "refusing to write pcap to a terminal: pipe it (e.g. `| tcpdump -nr -`) or use -o FILE".into(),
+            "refusing to write pcap to a terminal: pipe it (e.g. `| tcpdump -nr -`) or use -o FILE"
+                .into(),
         )
         .into());
     }
@@ -234,7 +238,10 @@ struct SharedOut(Rc<RefCell<io::BufWriter<RawOutput>>>);
 
 impl SharedOut {
     fn new(raw: RawOutput) -> SharedOut {
-        SharedOut(Rc::new(RefCell::new(io::BufWriter::with_capacity(256 * 1024, raw))))
+        SharedOut(Rc::new(RefCell::new(io::BufWriter::with_capacity(
+            256 * 1024,
+            raw,
+        ))))
     }
 
     /// Flushes and renames the file into place; every other handle must be gone.
@@ -346,7 +353,10 @@ impl Stats {
     fn report(&self) {
         let mut lines = Vec::new();
         if self.no_packet > 0 {
-            lines.push(format!("skipped {} events without packet bytes", self.no_packet));
+            lines.push(format!(
+                "skipped {} events without packet bytes",
+                self.no_packet
+            ));
         }
         for (linktype, count) in &self.other_links {
             lines.push(format!(
@@ -366,7 +376,10 @@ impl Stats {
             ));
         }
         if self.lost > 0 {
-            lines.push(format!("the input reports {} events lost by its producer", self.lost));
+            lines.push(format!(
+                "the input reports {} events lost by its producer",
+                self.lost
+            ));
         }
         let mut stderr = io::stderr().lock();
         for line in lines {
@@ -520,7 +533,8 @@ impl Exporter {
                         ts_resolution: TsResolution::NanoSecond,
                         endianness: Endianness::native(),
                     };
-                    let writer = PcapWriter::with_header(self.out.clone(), pcap_header).map_err(pcap_error)?;
+                    let writer = PcapWriter::with_header(self.out.clone(), pcap_header)
+                        .map_err(pcap_error)?;
                     self.writer = Some(PacketWriter::Classic(writer));
                 }
             }
@@ -555,7 +569,10 @@ impl Exporter {
         let Some(section) = &mut self.section else {
             return Ok(());
         };
-        if let Journeys::Last { pending, latest, .. } = &mut section.journeys {
+        if let Journeys::Last {
+            pending, latest, ..
+        } = &mut section.journeys
+        {
             latest.clear();
             let pending = std::mem::take(pending);
             for (_, (_, frame)) in pending {
@@ -611,7 +628,11 @@ impl Exporter {
                 }
                 self.emit(&view, frame)
             }
-            Journeys::Last { latest, pending, next } => {
+            Journeys::Last {
+                latest,
+                pending,
+                next,
+            } => {
                 let seq = *next;
                 *next += 1;
                 let key = match &view.tracking {
@@ -655,7 +676,14 @@ impl Exporter {
             return self.write_packet(view, frame, direction, linktype, packet.len, None);
         };
         let linktype = self.link.linktype();
-        self.write_packet(view, frame, direction, linktype, converted.orig_len, converted.note)
+        self.write_packet(
+            view,
+            frame,
+            direction,
+            linktype,
+            converted.orig_len,
+            converted.note,
+        )
     }
 
     fn write_packet(
@@ -668,7 +696,8 @@ impl Exporter {
         note: Option<&'static str>,
     ) -> anyhow::Result<()> {
         let section = self.section.as_mut().expect("a section is open");
-        let ts = i128::from(view.common.as_ref().map_or(0, |c| c.timestamp)) + i128::from(section.offset_ns);
+        let ts = i128::from(view.common.as_ref().map_or(0, |c| c.timestamp))
+            + i128::from(section.offset_ns);
         let timestamp = Duration::from_nanos(u64::try_from(ts.max(0)).unwrap_or(u64::MAX));
         let truncated = self.data.len() > MAX_SNAPLEN as usize;
         self.data.truncate(MAX_SNAPLEN as usize);
@@ -687,7 +716,9 @@ impl Exporter {
                 let ifindex = view.dev.as_ref().map_or(0, |d| d.ifindex);
                 let host = match &view.common {
                     _ if netns == 0 && ifindex == 0 => String::new(),
-                    Some(Common { host: Some(host), .. }) => host.clone(),
+                    Some(Common {
+                        host: Some(host), ..
+                    }) => host.clone(),
                     _ => section.host.clone(),
                 };
                 InterfaceKey::Device {
@@ -814,7 +845,12 @@ impl<W: Write> NgWriter<W> {
         }
     }
 
-    fn section_header(&mut self, header: &Header, version: (u8, u8), payload: &[u8]) -> io::Result<()> {
+    fn section_header(
+        &mut self,
+        header: &Header,
+        version: (u8, u8),
+        payload: &[u8],
+    ) -> io::Result<()> {
         self.begin(SHB);
         self.u32(0x1A2B_3C4D);
         self.block.extend_from_slice(&1u16.to_le_bytes());
@@ -840,7 +876,8 @@ impl<W: Write> NgWriter<W> {
     fn interface(&mut self, linktype: u32, name: &str, description: &str) -> io::Result<()> {
         self.begin(IDB);
         // The link type field is 16 bits in an IDB.
-        self.block.extend_from_slice(&(linktype as u16).to_le_bytes());
+        self.block
+            .extend_from_slice(&(linktype as u16).to_le_bytes());
         self.block.extend_from_slice(&[0, 0]);
         self.u32(MAX_SNAPLEN);
         self.text_option(2, name);
@@ -897,7 +934,8 @@ impl<W: Write> NgWriter<W> {
     /// One option; `value` must fit the u16 length (callers bound it).
     fn option(&mut self, code: u16, value: &[u8]) {
         self.block.extend_from_slice(&code.to_le_bytes());
-        self.block.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        self.block
+            .extend_from_slice(&(value.len() as u16).to_le_bytes());
         self.padded(value);
     }
 
@@ -916,11 +954,13 @@ impl<W: Write> NgWriter<W> {
         loop {
             let (chunk, tail) = rest.split_at(rest.len().min(CHUNK));
             let len = 4 + 9 + chunk.len();
-            self.block.extend_from_slice(&OPT_CUSTOM_BINARY_COPY.to_le_bytes());
+            self.block
+                .extend_from_slice(&OPT_CUSTOM_BINARY_COPY.to_le_bytes());
             self.block.extend_from_slice(&(len as u16).to_le_bytes());
             self.u32(TRAIL_PEN);
             self.block.extend_from_slice(&MAGIC);
-            self.block.extend_from_slice(&[version.0, version.1, kind.tag()]);
+            self.block
+                .extend_from_slice(&[version.0, version.1, kind.tag()]);
             self.block.extend_from_slice(chunk);
             self.block.extend_from_slice(&[0u8; 3][..(4 - len % 4) % 4]);
             rest = tail;
@@ -978,7 +1018,10 @@ pub fn records_from_custom_options<'a>(
     for (code, pen, data) in options {
         let custom = matches!(
             code,
-            OPT_CUSTOM_UTF8_COPY | OPT_CUSTOM_BINARY_COPY | OPT_CUSTOM_UTF8_NOCOPY | OPT_CUSTOM_BINARY_NOCOPY
+            OPT_CUSTOM_UTF8_COPY
+                | OPT_CUSTOM_BINARY_COPY
+                | OPT_CUSTOM_UTF8_NOCOPY
+                | OPT_CUSTOM_BINARY_NOCOPY
         );
         if !custom || pen != TRAIL_PEN || data.len() < 9 || data[..6] != MAGIC {
             continue;
@@ -987,10 +1030,16 @@ pub fn records_from_custom_options<'a>(
         let kind = match data[8] {
             b'H' => FrameKind::Header,
             b'E' => FrameKind::Event,
-            tag => return Err(format!("trail custom option with unexpected record tag {tag:#04x}")),
+            tag => {
+                return Err(format!(
+                    "trail custom option with unexpected record tag {tag:#04x}"
+                ))
+            }
         };
         match records.last_mut() {
-            Some(last) if last.kind == kind && last.version == version => last.payload.extend_from_slice(&data[9..]),
+            Some(last) if last.kind == kind && last.version == version => {
+                last.payload.extend_from_slice(&data[9..])
+            }
             _ => records.push(CarriedRecord {
                 kind,
                 version,
@@ -1002,7 +1051,9 @@ pub fn records_from_custom_options<'a>(
 }
 
 /// The event (and section header) carried by an Enhanced Packet Block, if trail-to-pcap wrote it.
-pub fn event_from_custom_options(options: &[EnhancedPacketOption]) -> Result<Option<CarriedEvent>, String> {
+pub fn event_from_custom_options(
+    options: &[EnhancedPacketOption],
+) -> Result<Option<CarriedEvent>, String> {
     let records = records_from_custom_options(options.iter().filter_map(|o| match o {
         EnhancedPacketOption::CustomBinary(c) => Some((c.code, c.pen, &c.value[..])),
         EnhancedPacketOption::CustomUtf8(c) => Some((c.code, c.pen, c.value.as_bytes())),
@@ -1011,8 +1062,13 @@ pub fn event_from_custom_options(options: &[EnhancedPacketOption]) -> Result<Opt
     let mut records = records.into_iter();
     match (records.next(), records.next(), records.next()) {
         (None, ..) => Ok(None),
-        (Some(event), None, _) if event.kind == FrameKind::Event => Ok(Some(CarriedEvent { header: None, event })),
-        (Some(header), Some(event), None) if header.kind == FrameKind::Header && event.kind == FrameKind::Event => {
+        (Some(event), None, _) if event.kind == FrameKind::Event => Ok(Some(CarriedEvent {
+            header: None,
+            event,
+        })),
+        (Some(header), Some(event), None)
+            if header.kind == FrameKind::Header && event.kind == FrameKind::Event =>
+        {
             Ok(Some(CarriedEvent {
                 header: Some(header),
                 event,
@@ -1024,7 +1080,9 @@ pub fn event_from_custom_options(options: &[EnhancedPacketOption]) -> Result<Opt
 
 /// The trail header carried by a Section Header Block (the output's first section), if
 /// trail-to-pcap wrote it.
-pub fn header_from_custom_options(options: &[SectionHeaderOption]) -> Result<Option<CarriedRecord>, String> {
+pub fn header_from_custom_options(
+    options: &[SectionHeaderOption],
+) -> Result<Option<CarriedRecord>, String> {
     let records = records_from_custom_options(options.iter().filter_map(|o| match o {
         SectionHeaderOption::CustomBinary(c) => Some((c.code, c.pen, &c.value[..])),
         SectionHeaderOption::CustomUtf8(c) => Some((c.code, c.pen, c.value.as_bytes())),
@@ -1041,7 +1099,8 @@ pub fn header_from_custom_options(options: &[SectionHeaderOption]) -> Result<Opt
 /// Whether `pattern` (with `*` wildcards) matches the probe's spec (`tp:net:netif_receive_skb`)
 /// or its name alone (`net:netif_receive_skb`).
 pub fn probe_matches(pattern: &str, probe: &Probe) -> bool {
-    glob(pattern.as_bytes(), probe.spec().as_bytes()) || glob(pattern.as_bytes(), probe.name.as_bytes())
+    glob(pattern.as_bytes(), probe.spec().as_bytes())
+        || glob(pattern.as_bytes(), probe.name.as_bytes())
 }
 
 /// `*`-only glob, iterative with single backtracking (linear in practice, no recursion).
@@ -1106,11 +1165,18 @@ pub fn probe_direction(probe: &Probe) -> Direction {
 }
 
 fn direction(view: &View) -> Direction {
-    let from_probe = view.probe.as_ref().map_or(Direction::Unknown, probe_direction);
+    let from_probe = view
+        .probe
+        .as_ref()
+        .map_or(Direction::Unknown, probe_direction);
     if from_probe != Direction::Unknown {
         return from_probe;
     }
-    if view.skb.as_ref().is_some_and(|s| s.pkt_type == PACKET_OUTGOING) {
+    if view
+        .skb
+        .as_ref()
+        .is_some_and(|s| s.pkt_type == PACKET_OUTGOING)
+    {
         return Direction::Outbound;
     }
     // Imported cooked captures say it in their header.
@@ -1161,7 +1227,15 @@ fn packet_comment(out: &mut String, view: &View, note: Option<&str>, truncated: 
         }
     }
     if let Some(drop) = &view.drop {
-        let _ = write!(out, " drop {}", if drop.reason.is_empty() { "?" } else { &drop.reason });
+        let _ = write!(
+            out,
+            " drop {}",
+            if drop.reason.is_empty() {
+                "?"
+            } else {
+                &drop.reason
+            }
+        );
     }
     if let Some(skb) = &view.skb {
         let _ = write!(out, " skb {:x}", skb.addr);
@@ -1240,7 +1314,13 @@ fn start_of<'a>(packet: &'a Packet, skb: Option<&Skb>) -> Start<'a> {
 }
 
 /// Converts the event's bytes to `link` into `out`; `None` when they cannot be.
-fn convert(packet: &Packet, view: &View, link: Link, direction: Direction, out: &mut Vec<u8>) -> Option<Converted> {
+fn convert(
+    packet: &Packet,
+    view: &View,
+    link: Link,
+    direction: Direction,
+    out: &mut Vec<u8>,
+) -> Option<Converted> {
     let data = &packet.data.0;
     let orig = packet.len.max(data.len() as u32);
     out.clear();
@@ -1274,12 +1354,23 @@ fn convert(packet: &Packet, view: &View, link: Link, direction: Direction, out: 
             }
             out.extend_from_slice(&protocol.to_be_bytes());
             out.extend_from_slice(&data[header_len..]);
-            (header_len, 14, Some("ethernet header rebuilt from a cooked header"))
+            (
+                header_len,
+                14,
+                Some("ethernet header rebuilt from a cooked header"),
+            )
         }
         (Start::Ethernet, Link::Sll2) if data.len() >= 14 => {
             let protocol = u16::from_be_bytes([data[12], data[13]]);
             let pkttype = sll_pkttype(direction, view.skb.as_ref());
-            push_sll2(out, protocol, ifindex(view), ARPHRD_ETHER, pkttype, &data[6..12]);
+            push_sll2(
+                out,
+                protocol,
+                ifindex(view),
+                ARPHRD_ETHER,
+                pkttype,
+                &data[6..12],
+            );
             out.extend_from_slice(&data[14..]);
             (14, 20, None)
         }
@@ -1327,7 +1418,14 @@ fn sll_pkttype(direction: Direction, skb: Option<&Skb>) -> u8 {
 
 /// LINKTYPE_LINUX_SLL2 header: protocol, reserved, ifindex, ARPHRD type, packet type, address
 /// length, address (8 bytes, zero padded); multi-byte fields big-endian.
-fn push_sll2(out: &mut Vec<u8>, protocol: u16, ifindex: u32, hatype: u16, pkttype: u8, addr: &[u8]) {
+fn push_sll2(
+    out: &mut Vec<u8>,
+    protocol: u16,
+    ifindex: u32,
+    hatype: u16,
+    pkttype: u8,
+    addr: &[u8],
+) {
     let addr = &addr[..addr.len().min(8)];
     out.extend_from_slice(&protocol.to_be_bytes());
     out.extend_from_slice(&[0, 0]);
@@ -1360,8 +1458,12 @@ mod unit {
         let long: Vec<u8> = (0..200_003u32).map(|i| i as u8).collect();
         for payload in [&long[..], &[][..], &[0x80][..]] {
             let mut writer = NgWriter::new(Vec::new());
-            writer.section_header(&Header::default(), (1, 0), &long).expect("SHB");
-            writer.interface(linktype::ETHERNET, "eth0", "test").expect("IDB");
+            writer
+                .section_header(&Header::default(), (1, 0), &long)
+                .expect("SHB");
+            writer
+                .interface(linktype::ETHERNET, "eth0", "test")
+                .expect("IDB");
             let packet = NgPacket {
                 interface_id: 0,
                 timestamp_ns: 1_700_000_000_123_456_789,
@@ -1373,7 +1475,8 @@ mod unit {
             writer
                 .packet(&packet, Some(((1, 0), &long[..1000])), (1, 0), payload)
                 .expect("EPB");
-            let mut reader = pcap_file::pcapng::PcapNgReader::new(&writer.out[..]).expect("pcap-file reads our SHB");
+            let mut reader = pcap_file::pcapng::PcapNgReader::new(&writer.out[..])
+                .expect("pcap-file reads our SHB");
             let header = header_from_custom_options(&reader.section().options)
                 .expect("valid")
                 .expect("present");

@@ -83,7 +83,13 @@ fn tcp4(l2: bool) -> Vec<u8> {
 }
 
 /// An event with `bytes` starting at L2 (Ethernet) or L3, on a device.
-fn packet_event(ts: u64, probe: &str, bytes: &[u8], l2: bool, dev: Option<(u32, &str, u32)>) -> Event {
+fn packet_event(
+    ts: u64,
+    probe: &str,
+    bytes: &[u8],
+    l2: bool,
+    dev: Option<(u32, &str, u32)>,
+) -> Event {
     let mut e = common::event(ts, probe, Some(bytes));
     if !l2 {
         e.packet = Some(Packet {
@@ -121,13 +127,25 @@ fn ether_of(bytes: &[u8], l2: bool) -> Vec<u8> {
     out
 }
 
-fn case(offset: i64, ts: u64, probe: &str, bytes: Vec<u8>, l2: bool, dev: Option<(u32, &str, u32)>, dns: bool) -> Case {
+fn case(
+    offset: i64,
+    ts: u64,
+    probe: &str,
+    bytes: Vec<u8>,
+    l2: bool,
+    dev: Option<(u32, &str, u32)>,
+    dns: bool,
+) -> Case {
     Case {
         event: packet_event(ts, probe, &bytes, l2, dev),
         time: (ts as i64 + offset) as u64,
         ether: ether_of(&bytes, l2),
         dns,
-        host: if offset == OFFSET_A { "host-a" } else { "host-b" },
+        host: if offset == OFFSET_A {
+            "host-a"
+        } else {
+            "host-b"
+        },
     }
 }
 
@@ -284,7 +302,11 @@ fn tcpdump_packets(pcap: &[u8], filter: &[&str]) -> Vec<(String, Vec<u8>)> {
                 }
             }
         } else {
-            let time = line.split_whitespace().next().expect("timestamp").to_string();
+            let time = line
+                .split_whitespace()
+                .next()
+                .expect("timestamp")
+                .to_string();
             packets.push((time, Vec::new()));
         }
     }
@@ -308,7 +330,11 @@ fn tshark_fields(pcap: &[u8], fields: &[&str], extra: &[&str]) -> Vec<Vec<String
 fn tcpdump_reads_bytes_and_times_of_both_sections() {
     let (input, cases) = fixture();
     let out = run("trail-to-pcap", &[], &input);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("skipped 1 events without packet bytes"),
@@ -320,7 +346,11 @@ fn tcpdump_reads_bytes_and_times_of_both_sections() {
         "pcapng section header first"
     );
     let packets = tcpdump_packets(&out.stdout, &[]);
-    assert_eq!(packets.len(), cases.len(), "one packet per event with bytes");
+    assert_eq!(
+        packets.len(),
+        cases.len(),
+        "one packet per event with bytes"
+    );
     for (i, (case, (time, bytes))) in cases.iter().zip(&packets).enumerate() {
         assert_eq!(*time, epoch(case.time), "packet {i} timestamp");
         assert_eq!(*bytes, case.ether, "packet {i} bytes");
@@ -356,7 +386,10 @@ fn tshark_sees_lengths_times_interfaces_comments_and_directions() {
             "packet {i} interface"
         );
         if let (Some(dev), Some(ns)) = (dev, case.event.netns.as_ref()) {
-            let want = format!("trail: host {} netns {} ifindex {}", case.host, ns.inum, dev.ifindex);
+            let want = format!(
+                "trail: host {} netns {} ifindex {}",
+                case.host, ns.inum, dev.ifindex
+            );
             assert_eq!(row[4], want, "packet {i}");
         }
         let probe = case.event.probe.as_ref().expect("probe").spec();
@@ -374,7 +407,9 @@ fn tshark_sees_lengths_times_interfaces_comments_and_directions() {
         );
         let expected_direction = match probe.as_str() {
             "tp:net:netif_receive_skb" => "0x00000001",
-            "tp:net:net_dev_start_xmit" | "tp:net:net_dev_xmit" | "tp:net:net_dev_queue" => "0x00000002",
+            "tp:net:net_dev_start_xmit" | "tp:net:net_dev_xmit" | "tp:net:net_dev_queue" => {
+                "0x00000002"
+            }
             _ => "",
         };
         assert_eq!(row[6], expected_direction, "packet {i} ({probe}) direction");
@@ -382,10 +417,15 @@ fn tshark_sees_lengths_times_interfaces_comments_and_directions() {
     let first = &rows[0][5];
     let tracking = cases[0].event.tracking.as_ref().expect("tracking");
     assert!(
-        first.contains(&format!("#{} n 0", tracking.id())) && first.contains("skb ffff888000001000"),
+        first.contains(&format!("#{} n 0", tracking.id()))
+            && first.contains("skb ffff888000001000"),
         "comment {first}"
     );
-    assert!(rows[2][5].contains("drop NETFILTER_DROP"), "comment {}", rows[2][5]);
+    assert!(
+        rows[2][5].contains("drop NETFILTER_DROP"),
+        "comment {}",
+        rows[2][5]
+    );
 }
 
 #[test]
@@ -396,7 +436,11 @@ fn udp_port_53_filter_selects_l2_and_l3_packets() {
         .into_iter()
         .map(|p| p.0)
         .collect();
-    let want: Vec<String> = cases.iter().filter(|c| c.dns).map(|c| epoch(c.time)).collect();
+    let want: Vec<String> = cases
+        .iter()
+        .filter(|c| c.dns)
+        .map(|c| epoch(c.time))
+        .collect();
     assert_eq!(got.len(), 4, "fixture has DNS packets at L2 and L3");
     assert_eq!(got, want);
     // The same with SLL2 headers, which libpcap filters through a different path.
@@ -412,17 +456,35 @@ fn udp_port_53_filter_selects_l2_and_l3_packets() {
 fn sll2_records_ifindex_direction_and_protocol() {
     let (input, cases) = fixture();
     let pcap = run_ok("trail-to-pcap", &["--link", "sll2"], &input);
-    let rows = tshark_fields(&pcap, &["sll.ifindex", "sll.pkttype", "sll.etype", "frame.len"], &[]);
+    let rows = tshark_fields(
+        &pcap,
+        &["sll.ifindex", "sll.pkttype", "sll.etype", "frame.len"],
+        &[],
+    );
     assert_eq!(rows.len(), cases.len());
     for (i, (case, row)) in cases.iter().zip(&rows).enumerate() {
         let ifindex = case.event.dev.as_ref().map_or(0, |d| d.ifindex);
         assert_eq!(row[0], ifindex.to_string(), "packet {i} ifindex");
-        let outgoing = case.event.probe.as_ref().expect("probe").name.contains("net_dev_");
-        assert_eq!(row[1], if outgoing { "4" } else { "0" }, "packet {i} pkttype");
+        let outgoing = case
+            .event
+            .probe
+            .as_ref()
+            .expect("probe")
+            .name
+            .contains("net_dev_");
+        assert_eq!(
+            row[1],
+            if outgoing { "4" } else { "0" },
+            "packet {i} pkttype"
+        );
         let ethertype = u16::from_be_bytes([case.ether[12], case.ether[13]]);
         assert_eq!(row[2], format!("0x{ethertype:04x}"), "packet {i} protocol");
         // 20-byte SLL2 header instead of the 14-byte Ethernet one.
-        assert_eq!(row[3], (case.ether.len() + 6).to_string(), "packet {i} length");
+        assert_eq!(
+            row[3],
+            (case.ether.len() + 6).to_string(),
+            "packet {i} length"
+        );
     }
     // tcpdump sees the same bytes after the cooked header.
     for (i, (case, (_, bytes))) in cases.iter().zip(tcpdump_packets(&pcap, &[])).enumerate() {
@@ -537,22 +599,34 @@ fn selection_by_probe_and_journey() {
         ]
     );
     let times_of = |args: &[&str]| -> Vec<String> {
-        tshark_fields(&run_ok("trail-to-pcap", args, &input), &["frame.time_epoch"], &[])
-            .into_iter()
-            .map(|r| r[0].clone())
-            .collect()
+        tshark_fields(
+            &run_ok("trail-to-pcap", args, &input),
+            &["frame.time_epoch"],
+            &[],
+        )
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect()
     };
     let t = |ns: u64| epoch(ns);
     assert_eq!(times_of(&["--first-per-journey"]), [t(10), t(11), t(13)]);
     // Last: each journey at the position of its last event; the untracked one stays in place.
     assert_eq!(times_of(&["--last-per-journey"]), [t(12), t(13), t(15)]);
     // A limit of one pending journey writes journey 1 early, when journey 2 arrives, etc.
-    let out = run("trail-to-pcap", &["--last-per-journey", "--journey-limit", "1"], &input);
+    let out = run(
+        "trail-to-pcap",
+        &["--last-per-journey", "--journey-limit", "1"],
+        &input,
+    );
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("before their last event"), "{stderr}");
     let rows = tshark_fields(&out.stdout, &["frame.time_epoch"], &[]);
-    assert_eq!(rows.len(), 5, "1@10 early, 2@11 early, 1@12, untracked, 2@15");
+    assert_eq!(
+        rows.len(),
+        5,
+        "1@10 early, 2@11 early, 1@12, untracked, 2@15"
+    );
 }
 
 #[test]
@@ -564,7 +638,10 @@ fn interface_per_probe() {
         .iter()
         .map(|c| c.event.probe.as_ref().expect("probe").spec())
         .collect();
-    assert_eq!(rows.into_iter().map(|r| r[0].clone()).collect::<Vec<_>>(), want);
+    assert_eq!(
+        rows.into_iter().map(|r| r[0].clone()).collect::<Vec<_>>(),
+        want
+    );
 }
 
 #[test]
@@ -583,21 +660,34 @@ fn other_link_types_are_converted_skipped_or_kept() {
     let out = run("trail-to-pcap", &[], &input);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("skipped 1 packets of link type 105"), "{stderr}");
+    assert!(
+        stderr.contains("skipped 1 packets of link type 105"),
+        "{stderr}"
+    );
     let packets = tcpdump_packets(&out.stdout, &[]);
     assert_eq!(packets.len(), 1);
     let mut want = vec![0u8; 6];
     want.extend_from_slice(&[2, 0, 0, 0, 0, 9, 0x08, 0x00]);
     want.extend_from_slice(&ip);
-    assert_eq!(packets[0].1, want, "ethernet header rebuilt from the SLL header");
-    let rows = tshark_fields(&out.stdout, &["frame.packet_flags_direction", "frame.comment"], &[]);
+    assert_eq!(
+        packets[0].1, want,
+        "ethernet header rebuilt from the SLL header"
+    );
+    let rows = tshark_fields(
+        &out.stdout,
+        &["frame.packet_flags_direction", "frame.comment"],
+        &[],
+    );
     assert_eq!(rows[0][0], "0x00000002", "SLL packet type 4 is outbound");
     assert!(rows[0][1].contains("rebuilt from a cooked header"));
 
     let kept = run_ok("trail-to-pcap", &["--other-links", "keep"], &input);
     let rows = tshark_fields(&kept, &["frame.interface_id", "frame.len"], &[]);
     assert_eq!(rows.len(), 2, "tshark reads mixed link types");
-    assert_ne!(rows[0][0], rows[1][0], "the 802.11 packet has its own interface");
+    assert_ne!(
+        rows[0][0], rows[1][0],
+        "the 802.11 packet has its own interface"
+    );
     let refused = Command::new("tcpdump")
         .args(["-r", "-"])
         .stdin(Stdio::piped())
@@ -609,7 +699,10 @@ fn other_link_types_are_converted_skipped_or_kept() {
             child.wait()
         })
         .expect("tcpdump");
-    assert!(!refused.success(), "libpcap refuses mixed link types, as documented");
+    assert!(
+        !refused.success(),
+        "libpcap refuses mixed link types, as documented"
+    );
 }
 
 /// The first packet reaches tcpdump while trail-to-pcap's input is still open.
@@ -673,5 +766,8 @@ fn large_packets_and_events_survive() {
     let packets = tcpdump_packets(&pcap, &["udp port 53"]);
     assert_eq!(packets.len(), 1);
     assert_eq!(packets[0].1, big);
-    assert!(pcap.len() > 2 * big.len(), "the event rides along with the packet");
+    assert!(
+        pcap.len() > 2 * big.len(),
+        "the event rides along with the packet"
+    );
 }

@@ -418,6 +418,8 @@ enum InterfaceKey {
         host: String,
         netns: u32,
         ifindex: u32,
+        /// The device name, for devices known only by name (imports have no ifindex).
+        name: String,
         linktype: u32,
     },
     Probe {
@@ -551,6 +553,7 @@ impl Exporter {
                         host: String::new(),
                         netns: 0,
                         ifindex: 0,
+                        name: String::new(),
                         linktype: self.link.linktype(),
                     },
                     InterfacePer::Probe => InterfaceKey::Probe {
@@ -714,8 +717,12 @@ impl Exporter {
             InterfacePer::Device => {
                 let netns = view.netns.as_ref().map_or(0, |n| n.inum);
                 let ifindex = view.dev.as_ref().map_or(0, |d| d.ifindex);
+                let name = match &view.dev {
+                    Some(dev) if ifindex == 0 => dev.name.clone(),
+                    _ => String::new(),
+                };
                 let host = match &view.common {
-                    _ if netns == 0 && ifindex == 0 => String::new(),
+                    _ if netns == 0 && ifindex == 0 && name.is_empty() => String::new(),
                     Some(Common {
                         host: Some(host), ..
                     }) => host.clone(),
@@ -725,6 +732,7 @@ impl Exporter {
                     host,
                     netns,
                     ifindex,
+                    name,
                     linktype,
                 }
             }
@@ -765,6 +773,7 @@ impl Exporter {
                 host,
                 netns,
                 ifindex,
+                name: _,
                 linktype,
             } => {
                 let name = match dev {
@@ -772,7 +781,7 @@ impl Exporter {
                     _ if *ifindex != 0 => format!("if{ifindex}"),
                     _ => "unknown".to_string(),
                 };
-                let description = if *netns == 0 && *ifindex == 0 {
+                let description = if *netns == 0 && *ifindex == 0 && name == "unknown" {
                     "trail: events without device information".to_string()
                 } else {
                     let host = if host.is_empty() {

@@ -527,6 +527,7 @@ fn output_file_appears_only_on_success() {
     for (what, bad) in [
         ("truncated", truncated.to_vec()),
         ("garbage", b"hello world".to_vec()),
+        ("empty", Vec::new()),
         ("pcap", written.clone()),
     ] {
         let out = run("trail-to-pcap", &["-o", path_str], &bad);

@@ -9,6 +9,7 @@
 //! - [`capture`]: eBPF capture of packet events (trail-capture).
 //! - [`filter`]: selecting events by expression (`trail-filter`).
 //! - [`journey`], [`sort`], [`track`], [`extsort`]: journeys (trail-sort, trail-track).
+//! - [`pcap_export`], [`pcap_import`]: stream to pcap/pcapng and back.
 
 pub mod capture;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod dissect;
 pub mod error;
 pub mod event;
 pub mod filter;
+pub mod pcap_export;
 pub mod pcap_import;
 pub mod print;
 pub mod synth;

@@ -6,3 +6,4 @@ mod dissect;
 mod filter;
 mod journeys;
 mod stream;
+mod to_pcap;

@@ -5,7 +5,8 @@
 //! - [`codec`]: the framed MessagePack stream (spec in `schemas/stream.md`);
 //! - [`cli`]: what every tool shares (inputs, outputs, exit status);
 //! - [`dissect`], [`print`]: packets and events for people;
-//! - [`pcap_import`]: pcap/pcapng to stream.
+//! - [`pcap_import`]: pcap/pcapng to stream;
+//! - [`to_parquet`]: stream to Parquet files and datasets.
 
 pub mod cli;
 pub mod codec;
@@ -15,3 +16,4 @@ pub mod event;
 pub mod pcap_import;
 pub mod print;
 pub mod synth;
+pub mod to_parquet;

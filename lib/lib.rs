@@ -10,6 +10,7 @@
 //! - [`filter`]: selecting events by expression (`trail-filter`).
 //! - [`journey`], [`sort`], [`track`], [`extsort`]: journeys (trail-sort, trail-track).
 //! - [`pcap_export`], [`pcap_import`]: stream to pcap/pcapng and back.
+//! - [`to_parquet`]: stream to Parquet files and datasets.
 
 pub mod capture;
 pub mod cli;
@@ -27,3 +28,4 @@ pub mod fingerprint;
 pub mod journey;
 pub mod sort;
 pub mod track;
+pub mod to_parquet;

@@ -70,6 +70,9 @@ pub struct PrintArgs {
     /// Also show section headers and trailers (text: `#` lines; JSON: header/trailer objects).
     #[arg(long)]
     pub headers: bool,
+    /// With JSON: one line per journey of a sorted stream (`{"journey": ID, "events": [...]}`).
+    #[arg(long)]
+    pub journeys: bool,
 }
 
 /// `trail-print`: renders every input to stdout.
@@ -82,6 +85,7 @@ pub fn run(args: &PrintArgs) -> anyhow::Result<()> {
             .as_ref()
             .map(|f| f.iter().map(|s| s.trim().to_string()).collect()),
         headers: args.headers,
+        journeys: args.journeys,
     };
     let mut printer = Printer::new(io::stdout().lock(), options);
     crate::cli::Inputs::new(&args.inputs)
@@ -473,9 +477,10 @@ impl<W: Write> Printer<W> {
     /// Writes the journey being collected, if any.
     fn end_journey(&mut self) -> io::Result<()> {
         match self.journey.take() {
-            Some((id, events)) => {
-                write_json_line(&mut self.out, &serde_json::json!({ "journey": id, "events": events }))
-            }
+            Some((id, events)) => write_json_line(
+                &mut self.out,
+                &serde_json::json!({ "journey": id, "events": events }),
+            ),
             None => Ok(()),
         }
     }

@@ -835,10 +835,7 @@ fn refused(args: &[&str]) -> String {
         .expect("run trail-capture");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(
-        stderr.contains("error: "),
-        "{args:?}: {stderr}"
-    );
+    assert!(stderr.contains("error: "), "{args:?}: {stderr}");
     assert!(
         !stderr.contains("libbpf"),
         "{args:?}: no libbpf dump: {stderr}"

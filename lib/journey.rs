@@ -468,7 +468,7 @@ pub fn splice_map(
     add: &[(&str, Vec<u8>)],
 ) {
     out.clear();
-    let keys: Vec<&str> = map.keys().collect();
+    let keys: Vec<&str> = map.keys(payload).collect();
     let added: Vec<&(&str, Vec<u8>)> = add.iter().filter(|(k, _)| !keys.contains(k)).collect();
     let _ = rmp::encode::write_map_len(out, (keys.len() + added.len()) as u32);
     for key in keys {

@@ -134,7 +134,7 @@ impl<W: Write> Printer<W> {
                         kind: crate::error::ErrorKind::Corrupt(why),
                     })?;
                 let unknown: Vec<(&str, serde_json::Value)> = index
-                    .keys()
+                    .keys(&frame.payload)
                     .filter(|key| !SECTIONS.contains(key))
                     .filter_map(|key| {
                         let bytes = index.get(&frame.payload, key)?;

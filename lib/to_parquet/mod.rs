@@ -847,7 +847,11 @@ fn decode_row(item: Item) -> Result<Row, StreamError> {
     };
     let dissection = event.packet.as_ref().map(crate::dissect::dissect);
     let mut extra: Option<serde_json::Map<String, serde_json::Value>> = None;
-    for key in item.index.keys().filter(|k| !SECTIONS.contains(k)) {
+    for key in item
+        .index
+        .keys(&item.payload)
+        .filter(|k| !SECTIONS.contains(k))
+    {
         let bytes = item.index.get(&item.payload, key).unwrap_or_default();
         let value = rmp_serde::from_slice::<serde_json::Value>(bytes)
             .unwrap_or_else(|_| serde_json::json!({ "$msgpack": crate::event::hex(bytes) }));

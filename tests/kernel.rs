@@ -9,5 +9,7 @@ mod common;
 
 #[path = "kernel/capture.rs"]
 mod capture;
+#[path = "kernel/journeys.rs"]
+mod journeys;
 #[path = "kernel/netns.rs"]
 mod netns;

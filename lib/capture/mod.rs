@@ -282,6 +282,35 @@ fn read_stats(skel: &bpf::CaptureSkel<'_>, probes: &[Probe]) -> anyhow::Result<V
     Ok(out)
 }
 
+/// Hits the kernel did not run a program for because it was already running on that CPU
+/// (`recursion_misses` of the loaded programs): not counted by the programs themselves.
+fn recursion_misses(skel: &bpf::CaptureSkel<'_>, loaded: &[String]) -> u64 {
+    use std::os::fd::{AsFd, AsRawFd};
+    let mut total = 0;
+    for program in skel.object().progs() {
+        if !loaded
+            .iter()
+            .any(|name| program.name().to_str() == Some(name.as_str()))
+        {
+            continue;
+        }
+        let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
+        let mut len = std::mem::size_of_val(&info) as u32;
+        // SAFETY: the fd is a loaded program's; `info` and `len` describe a writable buffer.
+        let rc = unsafe {
+            libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(
+                program.as_fd().as_raw_fd(),
+                &mut info,
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            total += info.recursion_misses;
+        }
+    }
+    total
+}
+
 /// Entry point of `trail-capture`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(pattern) = &args.list_probes {
@@ -524,6 +553,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Err(err);
     }
     let stats = report_lost(&skel, &sink, &mut last_stats)?;
+    let missed = recursion_misses(&skel, &programs);
+    if missed > 0 {
+        sink.borrow_mut().output.lost(&Lost {
+            probe: String::new(),
+            count: missed,
+            first_ns: start_mono,
+            last_ns: kernel::monotonic_ns(),
+            reason: "recursion".into(),
+        })?;
+    }
     drop(ring);
     drop(skel);
     let duration_ns = kernel::monotonic_ns().saturating_sub(start_mono);
@@ -553,6 +592,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         trailer.lost,
         duration_ns as f64 / 1e9
     );
+    if missed > 0 {
+        summary.push_str(&format!(
+            "; {missed} hits not run by the kernel (program already running on the CPU)"
+        ));
+    }
     for (name, totals) in trailer.probes.iter().filter(|(_, t)| t.lost > 0) {
         summary.push_str(&format!(
             "; {name}: {} lost of {} hits",

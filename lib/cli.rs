@@ -134,57 +134,35 @@ pub fn open_reader(path: &Path) -> anyhow::Result<Reader<Box<dyn io::BufRead>>> 
 
 /// A binary output: stdout, or a file that appears only when [`Output::finish`] succeeds.
 pub struct BinaryOutput {
-    writer: codec::Writer<Box<dyn Write>>,
-    pending: Option<(tempfile::TempPath, PathBuf)>,
+    writer: codec::Writer<RawOutput>,
 }
 
 impl BinaryOutput {
     /// Opens `path` (through a temporary file in the same directory), or stdout when `None`.
     pub fn create(path: Option<&Path>) -> anyhow::Result<BinaryOutput> {
-        match path {
-            None => Ok(BinaryOutput {
-                writer: codec::Writer::new(Box::new(io::stdout().lock())),
-                pending: None,
-            }),
-            Some(path) => {
-                let dir = match path.parent() {
-                    Some(dir) if !dir.as_os_str().is_empty() => dir,
-                    _ => Path::new("."),
-                };
-                let temp = tempfile::Builder::new()
-                    .prefix(".trail-")
-                    .tempfile_in(dir)
-                    .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-                let (file, temp_path) = temp.into_parts();
-                Ok(BinaryOutput {
-                    writer: codec::Writer::new(Box::new(file)),
-                    pending: Some((temp_path, path.to_path_buf())),
-                })
-            }
-        }
+        Ok(BinaryOutput {
+            writer: codec::Writer::new(RawOutput::create(path)?),
+        })
     }
 
-    pub fn writer(&mut self) -> &mut codec::Writer<Box<dyn Write>> {
+    pub fn writer(&mut self) -> &mut codec::Writer<RawOutput> {
         &mut self.writer
     }
 
     /// Flushes, and for a file renames it into place. Dropping without calling this removes the
     /// temporary file.
     pub fn finish(self) -> anyhow::Result<()> {
-        let mut inner = self.writer.into_inner().context("cannot write output")?;
-        inner.flush().context("cannot write output")?;
-        drop(inner);
-        if let Some((temp, path)) = self.pending {
-            temp.persist(&path)
-                .with_context(|| format!("cannot rename output into {}", path.display()))?;
-        }
-        Ok(())
+        self.writer
+            .into_inner()
+            .context("cannot write output")?
+            .finish()
     }
 }
 
-/// A plain byte output for tools whose output is not a trail stream (pcap, parquet, ...): stdout,
-/// or a file that appears only when [`RawOutput::finish`] succeeds (same temp-then-rename rule as
-/// [`BinaryOutput`]). Unbuffered: wrap it in the tool's one `BufWriter`.
+/// A plain byte output (for trail streams through [`BinaryOutput`], and for pcap, parquet, ...):
+/// stdout, or a file that appears only when [`RawOutput::finish`] succeeds. The file is written
+/// under a temporary name in the same directory and renamed, so a failed run leaves nothing.
+/// Unbuffered: wrap it in the tool's one `BufWriter`.
 pub struct RawOutput {
     inner: Box<dyn Write>,
     pending: Option<(tempfile::TempPath, PathBuf)>,
@@ -203,8 +181,10 @@ impl RawOutput {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
+        // Like any file a tool creates: 0666 less the umask, not tempfile's private 0600.
         let temp = tempfile::Builder::new()
             .prefix(".trail-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(dir)
             .with_context(|| format!("cannot create a file in {}", dir.display()))?;
         let (file, temp_path) = temp.into_parts();

@@ -203,8 +203,10 @@ impl RawOutput {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
+        // 0666 minus the umask, as for any created file (tempfile's default is 0600).
         let temp = tempfile::Builder::new()
             .prefix(".trail-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(dir)
             .with_context(|| format!("cannot create a file in {}", dir.display()))?;
         let (file, temp_path) = temp.into_parts();

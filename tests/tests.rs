@@ -2,5 +2,8 @@
 //! privileges needed. One test binary, one module per area.
 
 mod common;
+mod dissect;
+mod filter;
+mod journeys;
 mod stream;
 mod to_pcap;

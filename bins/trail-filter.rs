@@ -29,8 +29,9 @@ struct Args {
     /// event time (2s, 500ms) or in events (100000).
     #[arg(long, default_value = "1s", value_name = "TIME|EVENTS")]
     window: trail::filter::Window,
-    /// Journey mode: most records held at once (memory bound); older ones leave early.
-    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    /// Journey mode: most records held at once (the memory bound: about 1 KB per record); older
+    /// ones leave early.
+    #[arg(long, default_value_t = 250_000, value_name = "N")]
     max_buffered: usize,
     /// Select the events that do not match (with --journey: drop matching journeys).
     #[arg(short = 'v', long)]

@@ -73,7 +73,8 @@ JOURNEYS
   (trail-sort in the header's pipeline) is exact, holding one journey in memory. Unsorted
   input is judged within --window (default 1s of event time; or a number of events): an event
   that left the window before its journey matched is lost to the output, and the count of
-  such events is reported on stderr. Events without a tracking id are judged alone.
+  such events is reported on stderr. At most --max-buffered records (default 250000) wait at
+  once. Events without a tracking id are judged alone.
   --invert with --journey drops every journey that has a matching event.
 
 EXAMPLES
@@ -108,7 +109,7 @@ impl Default for Options {
             output: None,
             journey: false,
             window: Window::Time(1_000_000_000),
-            max_buffered: 1_000_000,
+            max_buffered: 250_000,
             invert: false,
             count: false,
             limit: None,

@@ -201,7 +201,10 @@ impl Parser {
             }
             Token::Word(w) if w == "true" || w == "false" => Ok(Expr::Const(w == "true")),
             Token::Word(w) if w == "has" => {
-                let path = self.path("a section or field name after 'has'")?;
+                let mut path = self.path("a section or field name after 'has'")?;
+                if path.len() == 1 && COMMON_SHORTHANDS.contains(&path[0].0.as_str()) {
+                    path.insert(0, ("common".into(), path[0].1));
+                }
                 self.check_path(&path)?;
                 Ok(Expr::Has(names(&path)))
             }
@@ -669,6 +672,10 @@ mod tests {
             cmp(Target::TrackingId, Op::Eq, Literal::Str("1-2".into()))
         );
         assert_eq!(ok("has drop"), Expr::Has(vec!["drop".into()]));
+        assert_eq!(
+            ok("has comm"),
+            Expr::Has(vec!["common".into(), "comm".into()])
+        );
         assert_eq!(ok("drop"), Expr::Has(vec!["drop".into()]));
         assert_eq!(
             ok(r#"pcap("tcp port 443")"#),

@@ -27,9 +27,6 @@ pub enum Value<'a> {
 /// Why a value could not be read; turned into a located stream error by the caller.
 pub type Corrupt = &'static str;
 
-/// Deepest nesting the filter walks into before calling the record corrupt.
-const MAX_DEPTH: u32 = 64;
-
 fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], Corrupt> {
     if rest.len() < n {
         return Err("a value runs past the end of the record");
@@ -46,6 +43,7 @@ fn be(rest: &mut &[u8], n: usize) -> Result<u64, Corrupt> {
 }
 
 /// Reads one value's header at the cursor; for scalars, the whole value.
+#[inline]
 pub fn read<'a>(rest: &mut &'a [u8]) -> Result<Value<'a>, Corrupt> {
     let (&byte, tail) = rest.split_first().ok_or("the record ends inside a value")?;
     *rest = tail;
@@ -109,33 +107,110 @@ fn ext<'a>(rest: &mut &'a [u8], n: usize) -> Result<Value<'a>, Corrupt> {
     Ok(Value::Ext)
 }
 
-/// Advances the cursor past one whole value.
-pub fn skip(rest: &mut &[u8]) -> Result<(), Corrupt> {
-    skip_at(rest, 0)
-}
+/// Marks markers whose value size is not given by the marker alone (containers, sized strings).
+const VARIABLE: u8 = 0xff;
 
-fn skip_at(rest: &mut &[u8], depth: u32) -> Result<(), Corrupt> {
-    if depth > MAX_DEPTH {
-        return Err("record nested too deeply");
+/// For each marker byte: how many bytes follow it, or [`VARIABLE`].
+const FIXED_SIZE: [u8; 256] = {
+    let mut table = [VARIABLE; 256];
+    let mut marker = 0;
+    while marker < 256 {
+        let byte = marker as u8;
+        table[marker] = match byte {
+            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => 0,
+            0xa0..=0xbf => byte & 0x1f,
+            0xcc | 0xd0 => 1,
+            0xcd | 0xd1 | 0xd4 => 2,
+            0xd5 => 3,
+            0xca | 0xce | 0xd2 => 4,
+            0xd6 => 5,
+            0xcb | 0xcf | 0xd3 => 8,
+            0xd7 => 9,
+            0xd8 => 17,
+            _ => VARIABLE,
+        };
+        marker += 1;
     }
-    let items = match read(rest)? {
-        Value::Array(n) => u64::from(n),
-        Value::Map(n) => 2 * u64::from(n),
-        _ => return Ok(()),
-    };
-    // Each item takes at least a byte: a larger count is corrupt (and would loop for long).
-    if items > rest.len() as u64 {
-        return Err("a container claims more items than the record holds");
+    table
+};
+
+/// Advances the cursor past one whole value.
+///
+/// This is where the filter spends its time (every section before the ones an expression
+/// reads is stepped over), so it works on marker bytes directly, without building [`Value`]s,
+/// and iterates with a count of values still to skip instead of recursing.
+pub fn skip(rest: &mut &[u8]) -> Result<(), Corrupt> {
+    let mut buf = *rest;
+    let mut pending: u64 = 1;
+    while pending > 0 {
+        pending -= 1;
+        let (&marker, tail) = buf.split_first().ok_or("the record ends inside a value")?;
+        buf = tail;
+        // Most values are scalars of a size the marker alone gives: one table look-up and one
+        // well-predicted branch, instead of a many-way jump on every value.
+        let fixed = FIXED_SIZE[usize::from(marker)];
+        if fixed != VARIABLE {
+            let fixed = usize::from(fixed);
+            if fixed > buf.len() {
+                return Err("a value runs past the end of the record");
+            }
+            buf = &buf[fixed..];
+            continue;
+        }
+        let (len, items): (u64, u64) = match marker {
+            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (0, 0),
+            0x80..=0x8f => (0, 2 * u64::from(marker & 0x0f)),
+            0x90..=0x9f => (0, u64::from(marker & 0x0f)),
+            0xa0..=0xbf => (u64::from(marker & 0x1f), 0),
+            0xc4 | 0xd9 => (be(&mut buf, 1)?, 0),
+            0xc5 | 0xda => (be(&mut buf, 2)?, 0),
+            0xc6 | 0xdb => (be(&mut buf, 4)?, 0),
+            0xc7 => (be(&mut buf, 1)? + 1, 0),
+            0xc8 => (be(&mut buf, 2)? + 1, 0),
+            0xc9 => (be(&mut buf, 4)? + 1, 0),
+            0xcc | 0xd0 => (1, 0),
+            0xcd | 0xd1 => (2, 0),
+            0xca | 0xce | 0xd2 => (4, 0),
+            0xcb | 0xcf | 0xd3 => (8, 0),
+            0xd4 => (2, 0),
+            0xd5 => (3, 0),
+            0xd6 => (5, 0),
+            0xd7 => (9, 0),
+            0xd8 => (17, 0),
+            0xdc => (0, be(&mut buf, 2)?),
+            0xdd => (0, be(&mut buf, 4)?),
+            0xde => (0, 2 * be(&mut buf, 2)?),
+            0xdf => (0, 2 * be(&mut buf, 4)?),
+            0xc1 => return Err("invalid MessagePack byte 0xc1"),
+        };
+        if len > buf.len() as u64 {
+            return Err("a value runs past the end of the record");
+        }
+        buf = &buf[len as usize..];
+        pending += items;
+        // Each value takes at least a byte: a larger count is corrupt (and would loop for long).
+        if pending > buf.len() as u64 {
+            return Err("a container claims more items than the record holds");
+        }
     }
-    for _ in 0..items {
-        skip_at(rest, depth + 1)?;
-    }
+    *rest = buf;
     Ok(())
 }
 
 /// Reads a map key, which trail writes as a string; other key types are read as values and
 /// returned as `None` so that lookups skip them.
+#[inline]
 fn key<'a>(rest: &mut &'a [u8]) -> Result<Option<&'a [u8]>, Corrupt> {
+    // Fast path: trail's keys are short strings (fixstr).
+    if let Some((&marker, tail)) = rest.split_first() {
+        if (0xa0..=0xbf).contains(&marker) {
+            let len = usize::from(marker & 0x1f);
+            if len <= tail.len() {
+                *rest = &tail[len..];
+                return Ok(Some(&tail[..len]));
+            }
+        }
+    }
     match read(rest)? {
         Value::Str(s) => Ok(Some(s)),
         Value::Array(_) | Value::Map(_) => Err("map key is a container"),
@@ -270,6 +345,38 @@ mod tests {
         };
         let mut reason = map_get(&mut drop, n, b"reason").unwrap().unwrap();
         assert_eq!(read(&mut reason), Ok(Value::Str(b"NETFILTER_DROP")));
+    }
+
+    #[test]
+    fn skip_steps_over_exactly_one_value_of_any_kind() {
+        let values = [
+            encode(
+                &serde_json::json!({"a": [1, -1, -200, 70000, -70000, 1.5, null, true, "x"], "b": {"c": {}}}),
+            ),
+            encode(&crate::event::Bytes(vec![7; 300])),
+            encode(&"s".repeat(40)),
+            encode(&"s".repeat(300)),
+            encode(&vec![0u64; 20]),
+            encode(
+                &(0..20)
+                    .map(|i| (i.to_string(), i))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            ),
+            encode(&f32::MAX),
+            encode(&u64::MAX),
+            encode(&i64::MIN),
+        ];
+        for value in &values {
+            let mut bytes = [value.as_slice(), &[0xc0]].concat();
+            let mut rest = bytes.as_slice();
+            skip(&mut rest).unwrap();
+            assert_eq!(rest, &[0xc0], "{value:02x?}");
+            bytes.pop();
+            assert!(
+                skip(&mut &bytes[..bytes.len() - 1]).is_err(),
+                "{value:02x?} truncated"
+            );
+        }
     }
 
     #[test]

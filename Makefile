@@ -43,7 +43,8 @@ test: lint test-unit test-kernel
 # make run ARGS="-p tp:skb:kfree_skb --count 20"
 run: release
 	@[ "$$(id -u)" = 0 ] || { echo "make run needs root (BPF): sudo make run"; exit 1; }
-	./target/release/trail-capture $(ARGS) | ./target/release/trail-print
+	@# trail-print ignores Ctrl-C so that it shows every event capture flushes while stopping.
+	./target/release/trail-capture $(ARGS) | (trap '' INT; exec ./target/release/trail-print)
 
 # Regenerates schemas/event.schema.json from the Rust types.
 schemas:

@@ -6,7 +6,9 @@ fn main() -> std::process::ExitCode {
     trail::cli::run_tool("synth", || {
         let mut args = std::env::args().skip(1);
         let parse = |arg: Option<String>, default: u64| -> anyhow::Result<u64> {
-            arg.map_or(Ok(default), |a| a.parse().map_err(|_| anyhow::anyhow!("not a number: {a}")))
+            arg.map_or(Ok(default), |a| {
+                a.parse().map_err(|_| anyhow::anyhow!("not a number: {a}"))
+            })
         };
         let events = parse(args.next(), 1_000_000)?;
         let seed = parse(args.next(), 1)?;

@@ -1,5 +1,7 @@
-//! Placeholder until its issue lands.
+//! trail-capture: see `trail::capture`.
+use clap::Parser;
+
 fn main() -> std::process::ExitCode {
-    eprintln!("trail-capture: not built yet");
-    std::process::ExitCode::from(1)
+    let args = trail::capture::Args::parse();
+    trail::cli::run_tool("trail-capture", || trail::capture::run(args))
 }

@@ -182,6 +182,63 @@ impl BinaryOutput {
     }
 }
 
+/// A plain byte output for tools whose output is not a trail stream (pcap, parquet, ...): stdout,
+/// or a file that appears only when [`RawOutput::finish`] succeeds (same temp-then-rename rule as
+/// [`BinaryOutput`]). Unbuffered: wrap it in the tool's one `BufWriter`.
+pub struct RawOutput {
+    inner: Box<dyn Write>,
+    pending: Option<(tempfile::TempPath, PathBuf)>,
+}
+
+impl RawOutput {
+    /// Opens `path` (through a temporary file in the same directory), or stdout when `None`.
+    pub fn create(path: Option<&Path>) -> anyhow::Result<RawOutput> {
+        let Some(path) = path else {
+            return Ok(RawOutput {
+                inner: Box::new(io::stdout().lock()),
+                pending: None,
+            });
+        };
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".trail-")
+            .tempfile_in(dir)
+            .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        let (file, temp_path) = temp.into_parts();
+        Ok(RawOutput {
+            inner: Box::new(file),
+            pending: Some((temp_path, path.to_path_buf())),
+        })
+    }
+
+    /// Flushes, and for a file renames it into place. Dropping without calling this removes the
+    /// temporary file.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        self.inner.flush().context("cannot write output")?;
+        drop(self.inner);
+        if let Some((temp, path)) = self.pending {
+            temp.persist(&path)
+                .with_context(|| format!("cannot rename output into {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for RawOutput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Where a stream-producing tool writes: the binary stream, or text when stdout is a terminal.
 pub enum Output {
     Binary(BinaryOutput),

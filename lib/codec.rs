@@ -16,6 +16,7 @@
 //! a frame boundary from truncation, and reports the byte offset of whatever it rejects.
 
 use std::io::{self, BufRead, Write};
+use std::ops::Range;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -344,8 +345,9 @@ impl<W: Write> Writer<W> {
 /// every other byte stays as the producer wrote it.
 #[derive(Debug, Default)]
 pub struct RawMap {
-    /// (key, value byte range) in payload order.
-    entries: Vec<(String, std::ops::Range<usize>)>,
+    /// (key bytes, value bytes) as ranges of the payload, in payload order. Ranges rather than
+    /// owned keys: indexing a record allocates nothing but this vector.
+    entries: Vec<(Range<usize>, Range<usize>)>,
 }
 
 impl RawMap {
@@ -362,13 +364,14 @@ impl RawMap {
             if key_len > rest.len() {
                 return Err("map key runs past the end of the record".into());
             }
-            let key = std::str::from_utf8(&rest[..key_len])
+            std::str::from_utf8(&rest[..key_len])
                 .map_err(|_| "map key is not UTF-8".to_string())?;
+            let key_start = payload.len() - rest.len();
             rest = &rest[key_len..];
             let start = payload.len() - rest.len();
             skip_value(&mut rest, 0)?;
             let end = payload.len() - rest.len();
-            entries.push((key.to_string(), start..end));
+            entries.push((key_start..start, start..end));
         }
         if !rest.is_empty() {
             return Err(format!(
@@ -379,15 +382,16 @@ impl RawMap {
         Ok(RawMap { entries })
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|(k, _)| k.as_str())
+    /// The keys, in payload order. `payload` must be the one this map was parsed from.
+    pub fn keys<'p>(&'p self, payload: &'p [u8]) -> impl Iterator<Item = &'p str> + 'p {
+        self.entries.iter().map(move |(k, _)| key_str(payload, k))
     }
 
     /// The encoded value stored under `key`.
     pub fn get<'p>(&self, payload: &'p [u8], key: &str) -> Option<&'p [u8]> {
         self.entries
             .iter()
-            .find(|(k, _)| k == key)
+            .find(|(k, _)| &payload[k.clone()] == key.as_bytes())
             .map(|(_, range)| &payload[range.clone()])
     }
 
@@ -395,13 +399,14 @@ impl RawMap {
     /// appended). Every other entry is copied byte for byte.
     pub fn with_entry(&self, payload: &[u8], key: &str, value: &[u8], out: &mut Vec<u8>) {
         out.clear();
-        let replaced = self.entries.iter().any(|(k, _)| k == key);
+        let replaced = self.get(payload, key).is_some();
         let count = self.entries.len() + usize::from(!replaced);
         // Writing into a Vec cannot fail.
         let _ = rmp::encode::write_map_len(out, count as u32);
         for (k, range) in &self.entries {
-            let _ = rmp::encode::write_str(out, k);
-            if k == key {
+            let name = key_str(payload, k);
+            let _ = rmp::encode::write_str(out, name);
+            if name == key {
                 out.extend_from_slice(value);
             } else {
                 out.extend_from_slice(&payload[range.clone()]);
@@ -412,6 +417,11 @@ impl RawMap {
             out.extend_from_slice(value);
         }
     }
+}
+
+/// A key range validated as UTF-8 by [`RawMap::parse`].
+fn key_str<'p>(payload: &'p [u8], range: &Range<usize>) -> &'p str {
+    std::str::from_utf8(&payload[range.clone()]).unwrap_or("")
 }
 
 /// Nesting depth beyond which a record is refused rather than recursed into.

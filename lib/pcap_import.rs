@@ -5,6 +5,11 @@
 //! probe kind `pcap-import` named after its interface, the file's timestamp (in ns, honouring
 //! pcapng's `if_tsresol`), and its bytes, original length and link type.
 //!
+//! Packets written by `trail-to-pcap` carry their original event and section header in pcapng
+//! custom options ([`crate::pcap_export`]): those come back byte for byte, in sections with their
+//! original headers (this stage appended), so `to-pcap | from-pcap` is lossless. Other packets
+//! of the same file go to a `realtime` import section as above.
+//!
 //! Inputs are read as a stream with a bounded buffer (a block may be at most [`MAX_BLOCK`]
 //! bytes), so stdin pipes work; errors name the input and the byte offset of the bad block.
 
@@ -20,11 +25,13 @@ use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::PcapError;
 
 use crate::cli::{self, Output};
+use crate::codec::{Frame, FrameKind};
 use crate::error::{ErrorKind, StreamError};
 use crate::event::{
     linktype, Bytes, Clock, Common, Dev, Event, Header, Layer, Packet, Probe, ProbeKind,
     FORMAT_MAJOR, FORMAT_MINOR,
 };
+use crate::pcap_export;
 
 /// Largest pcap record or pcapng block accepted; larger means a corrupt length field.
 pub const MAX_BLOCK: usize = 64 << 20;
@@ -179,14 +186,32 @@ fn ticks_to_ns(ticks: u128, tick_ns: f64) -> u128 {
     }
 }
 
+/// Which section the output is in while importing a pcapng: the import's own, or the one of a
+/// trail header carried by the file (numbered in order of appearance).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Current {
+    Nothing,
+    Import,
+    Carried(u64),
+}
+
 fn import_pcapng(input: &mut Chunks, header: Header, output: &mut Output) -> anyhow::Result<()> {
     let mut parser = input
         .parse(PcapNgParser::new)?
         .ok_or_else(|| input.bad(0, "truncated pcapng section header".into()))?;
-    // Written at the first interface block, so the header can carry the snap length.
-    let mut pending_header = Some(header);
-    let mut interfaces: Vec<Interface> = Vec::new();
     let name = input.name.clone();
+    // Written before the first packet that needs it; the first IDB gives it a snap length.
+    let mut import_header = header;
+    let mut snaplen_known = false;
+    let mut current = Current::Nothing;
+    // The latest trail header carried by the file, as a frame with this stage appended.
+    let mut carried: Option<(u64, Frame)> = None;
+    let shb = pcap_export::header_from_custom_options(&parser.section().options)
+        .map_err(|why| bad_pcap(&name, 0, why))?;
+    if let Some(record) = shb {
+        carry(&mut carried, record, &name, 0)?;
+    }
+    let mut interfaces: Vec<Interface> = Vec::new();
     while input.has_more()? {
         let offset = input.offset;
         let block = match parser.next_block(input.unparsed()) {
@@ -201,15 +226,45 @@ fn import_pcapng(input: &mut Chunks, header: Header, output: &mut Output) -> any
         };
         let (used, block) = block;
         match block {
-            Block::SectionHeader(_) => interfaces.clear(),
+            Block::SectionHeader(shb) => {
+                interfaces.clear();
+                if let Some(record) = pcap_export::header_from_custom_options(&shb.options)
+                    .map_err(|why| bad_pcap(&name, offset, why))?
+                {
+                    carry(&mut carried, record, &name, offset)?;
+                }
+            }
             Block::InterfaceDescription(idb) => {
-                if let Some(mut header) = pending_header.take() {
-                    header.snaplen = idb.snaplen;
-                    output.header(&header)?;
+                if !snaplen_known {
+                    import_header.snaplen = idb.snaplen;
+                    snaplen_known = true;
                 }
                 interfaces.push(interface_of(&idb));
             }
             Block::EnhancedPacket(epb) => {
+                let trail = pcap_export::event_from_custom_options(&epb.options)
+                    .map_err(|why| bad_pcap(&name, offset, why))?;
+                if let Some(trail) = trail {
+                    if let Some(header) = trail.header {
+                        carry(&mut carried, header, &name, offset)?;
+                    }
+                    // Without any header (e.g. the file was edited) the packet is imported.
+                    if let Some((number, header)) = &carried {
+                        if current != Current::Carried(*number) {
+                            output.forward(header, &name)?;
+                            current = Current::Carried(*number);
+                        }
+                        let event = Frame {
+                            kind: FrameKind::Event,
+                            offset,
+                            version: trail.event.version,
+                            payload: trail.event.payload,
+                        };
+                        output.forward(&event, &name)?;
+                        input.advance(used);
+                        continue;
+                    }
+                }
                 let interface = interfaces.get(epb.interface_id as usize).ok_or_else(|| {
                     let why = format!(
                         "packet refers to interface {} before its description",
@@ -227,6 +282,10 @@ fn import_pcapng(input: &mut Chunks, header: Header, output: &mut Output) -> any
                     &epb.data,
                     epb.original_len,
                 );
+                if current != Current::Import {
+                    output.header(&import_header)?;
+                    current = Current::Import;
+                }
                 output.event(&event)?;
             }
             Block::SimplePacket(spb) => {
@@ -245,16 +304,44 @@ fn import_pcapng(input: &mut Chunks, header: Header, output: &mut Output) -> any
                     &spb.data,
                     spb.original_len,
                 );
+                if current != Current::Import {
+                    output.header(&import_header)?;
+                    current = Current::Import;
+                }
                 output.event(&event)?;
             }
             _ => {}
         }
         input.advance(used);
     }
-    if let Some(header) = pending_header {
-        // A pcapng file without interfaces holds no packets; still produce a valid stream.
-        output.header(&header)?;
+    if current == Current::Nothing {
+        // No packets: still produce a valid stream, with the carried header if there is one.
+        match &carried {
+            Some((_, header)) => output.forward(header, &name)?,
+            None => output.header(&import_header)?,
+        }
     }
+    Ok(())
+}
+
+/// Makes a carried trail header the current one: a header frame with this stage appended,
+/// numbered in order of appearance.
+fn carry(
+    carried: &mut Option<(u64, Frame)>,
+    record: pcap_export::CarriedRecord,
+    input: &str,
+    offset: u64,
+) -> anyhow::Result<()> {
+    let payload = cli::append_stage(&record.payload, &cli::this_stage(TOOL))
+        .map_err(|e| bad_pcap(input, offset, format!("carried trail header: {e:#}")))?;
+    let number = carried.as_ref().map_or(0, |(n, _)| n + 1);
+    let frame = Frame {
+        kind: FrameKind::Header,
+        offset,
+        version: record.version,
+        payload,
+    };
+    *carried = Some((number, frame));
     Ok(())
 }
 

@@ -5,6 +5,12 @@
 //! indented lines for the packet, netns/device, skb metadata, conntrack, nft and stack. Events of
 //! a sorted journey (those with `tracking.index` > 0) render under their first event with `↳`.
 //!
+//! With [`PrintOptions::journeys`], JSON output is one line per journey of a sorted stream
+//! (`{"journey": ID, "events": [...]}`, events as in per-event JSON): an event with
+//! `tracking.index` 0 or none starts a line, one with index > 0 joins the current one, and the
+//! line is written when the next starts or on [`Printer::flush`]. Untracked events make their
+//! own line with `"journey": null`.
+//!
 //! Contract: the printer never fails on content it does not know. Unknown sections are shown
 //! generically (text) or kept as JSON values (JSON); unknown record kinds are skipped.
 
@@ -39,6 +45,8 @@ pub struct PrintOptions {
     pub fields: Option<BTreeSet<String>>,
     /// Also print section headers (text: a `#` comment line; JSON: a `{"header": …}` object).
     pub headers: bool,
+    /// JSON: one line per journey of a sorted stream instead of one per event (module header).
+    pub journeys: bool,
 }
 
 /// Command-line arguments of `trail-print`.
@@ -62,6 +70,9 @@ pub struct PrintArgs {
     /// Also show section headers and trailers (text: `#` lines; JSON: header/trailer objects).
     #[arg(long)]
     pub headers: bool,
+    /// With JSON: one line per journey of a sorted stream (`{"journey": ID, "events": [...]}`).
+    #[arg(long)]
+    pub journeys: bool,
 }
 
 /// `trail-print`: renders every input to stdout.
@@ -74,6 +85,7 @@ pub fn run(args: &PrintArgs) -> anyhow::Result<()> {
             .as_ref()
             .map(|f| f.iter().map(|s| s.trim().to_string()).collect()),
         headers: args.headers,
+        journeys: args.journeys,
     };
     let mut printer = Printer::new(io::stdout().lock(), options);
     crate::cli::Inputs::new(&args.inputs)
@@ -87,6 +99,8 @@ pub struct Printer<W: Write> {
     options: PrintOptions,
     clock: Clock,
     line: String,
+    /// JSON journey being collected with `journeys`: (journey id, events).
+    journey: Option<(serde_json::Value, Vec<serde_json::Value>)>,
 }
 
 impl<W: Write> Printer<W> {
@@ -96,6 +110,7 @@ impl<W: Write> Printer<W> {
             options,
             clock: Clock::default(),
             line: String::with_capacity(1024),
+            journey: None,
         }
     }
 
@@ -119,7 +134,7 @@ impl<W: Write> Printer<W> {
                         kind: crate::error::ErrorKind::Corrupt(why),
                     })?;
                 let unknown: Vec<(&str, serde_json::Value)> = index
-                    .keys()
+                    .keys(&frame.payload)
                     .filter(|key| !SECTIONS.contains(key))
                     .filter_map(|key| {
                         let bytes = index.get(&frame.payload, key)?;
@@ -227,6 +242,7 @@ impl<W: Write> Printer<W> {
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
+        self.end_journey()?;
         self.out.flush()
     }
 
@@ -441,7 +457,32 @@ impl<W: Write> Printer<W> {
                 fields.contains(key) || (key == "parsed" && fields.contains("packet"))
             });
         }
-        write_json_line(&mut self.out, &object)
+        if !self.options.journeys {
+            return write_json_line(&mut self.out, &object);
+        }
+        let tracking = event.tracking.as_ref();
+        if tracking.and_then(|t| t.index).unwrap_or(0) == 0 {
+            self.end_journey()?;
+            let id = tracking
+                .filter(|t| (t.first_seen, t.orig_head) != (0, 0))
+                .map(|t| serde_json::Value::String(t.parent.clone().unwrap_or_else(|| t.id())));
+            self.journey = Some((id.unwrap_or(serde_json::Value::Null), Vec::new()));
+        }
+        if let Some((_, events)) = self.journey.as_mut() {
+            events.push(serde_json::Value::Object(object));
+        }
+        Ok(())
+    }
+
+    /// Writes the journey being collected, if any.
+    fn end_journey(&mut self) -> io::Result<()> {
+        match self.journey.take() {
+            Some((id, events)) => write_json_line(
+                &mut self.out,
+                &serde_json::json!({ "journey": id, "events": events }),
+            ),
+            None => Ok(()),
+        }
     }
 }
 

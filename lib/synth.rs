@@ -101,12 +101,17 @@ impl Synth {
         let src = [192, 0, 2, rng.random_range(1..=254u8)];
         let dst = [198, 51, 100, rng.random_range(1..=254u8)];
         let sport = rng.random_range(1024..=65535u16);
-        let dport = *[53u16, 80, 443, 8080, 5201].get(rng.random_range(0..5usize)).unwrap_or(&53);
+        let dport = *[53u16, 80, 443, 8080, 5201]
+            .get(rng.random_range(0..5usize))
+            .unwrap_or(&53);
         let tcp = rng.random_bool(0.5);
-        let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64);
+        let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, 64);
         let mut frame = Vec::with_capacity(size);
         let payload_len = size.saturating_sub(if tcp { 54 } else { 42 });
-        let payload: Vec<u8> = (0..payload_len).map(|i| (i as u8).wrapping_add(self.now as u8)).collect();
+        let payload: Vec<u8> = (0..payload_len)
+            .map(|i| (i as u8).wrapping_add(self.now as u8))
+            .collect();
         let written = if tcp {
             builder
                 .tcp(sport, dport, rng.random(), 65535)
@@ -123,7 +128,12 @@ impl Synth {
         self.next_head += 0x1000;
         let proto = if tcp { 6 } else { 17 };
         let ct = rng.random_bool(0.5).then(|| Conntrack {
-            state: if rng.random_bool(0.3) { "new" } else { "established" }.into(),
+            state: if rng.random_bool(0.3) {
+                "new"
+            } else {
+                "established"
+            }
+            .into(),
             status: 0x188,
             zone: 0,
             mark: 0,
@@ -224,14 +234,11 @@ impl Iterator for Synth {
                 inum: journey.netns,
                 cookie: None,
             }),
-            drop: journey
-                .drop
-                .filter(|_| dropped)
-                .map(|(reason, code)| Drop {
-                    reason: reason.into(),
-                    code,
-                    subsystem: Some("CORE".into()),
-                }),
+            drop: journey.drop.filter(|_| dropped).map(|(reason, code)| Drop {
+                reason: reason.into(),
+                code,
+                subsystem: Some("CORE".into()),
+            }),
             tracking: Some(journey.tracking.clone()),
             ct: journey.ct.clone(),
             ..Event::default()

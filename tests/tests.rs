@@ -3,5 +3,8 @@
 
 mod common;
 mod dissect;
+mod filter;
+mod journeys;
 mod kfilter;
 mod stream;
+mod to_pcap;

@@ -1,0 +1,517 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * trail-capture's probe programs: one event per hit of a tracepoint that has a
+ * `struct sk_buff *` argument.
+ *
+ * Design (why raw_tp, one program per skb-argument position, cookies):
+ * - The programs are `raw_tp`, not `tp_btf`: a raw_tp program is not tied to one tracepoint at
+ *   load time, so the same loaded program attaches to every tracepoint whose skb sits at the same
+ *   argument position. Attaching 30 probes costs 30 link creations, not 30 verifications.
+ *   `tp_btf` would need one load per tracepoint (attach_btf_id is fixed at load).
+ * - The skb is read from the context at a constant position, so the verifier records the
+ *   largest context offset and the kernel refuses to attach the program to a tracepoint with
+ *   fewer arguments: a wrong position found in BTF cannot read past the argument array.
+ *   User space enables (autoload) only the positions it needs.
+ * - The probe identity travels as the BPF cookie of each attachment (`bpf_get_attach_cookie`;
+ *   raw_tp cookies exist since kernel 6.10). On older kernels the attach with a cookie fails and
+ *   trail-capture says so; the fallback there would be one object instance per probe with the
+ *   id in rodata, which this build does not implement.
+ * - Collectors (skb, dev, netns, conntrack, tracking, packet, stack) are compiled in and switched
+ *   by `const volatile` configuration, set before load: the verifier then prunes disabled code.
+ *   freplace/fentry extension programs do not load on the kernels we target.
+ * - Records are built in a scratch buffer and copied to the ring buffer at their real size with
+ *   bpf_ringbuf_output. The scratch is a plain array indexed by (cpu, nesting level): a softirq
+ *   can interrupt a program on the same CPU, and a per-CPU array value cannot exceed 32 KiB
+ *   while a record can hold 64 KiB of packet.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+
+#include "capture.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Configuration, set by user space before load. */
+const volatile __u32 snaplen = 256;
+const volatile __u32 collectors = 0xffffffff;
+/* Value size of `scratch` (struct + snaplen + stack), so the verifier can bound copies. */
+const volatile __u32 record_max = sizeof(struct trail_event) + 256 + TRAIL_STACK_BYTES;
+/* Wake the reader only when this much data waits (it also polls on a timer). */
+const volatile __u64 wakeup_bytes = 1 << 20;
+
+/* Dummy globals so the skeleton emits these types for user space (STYLE.md point 6). */
+struct trail_event trail_event_type = {};
+struct trail_probe_config trail_probe_config_type = {};
+struct trail_probe_stats trail_probe_stats_type = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 << 20);
+} events SEC(".maps");
+
+/* No BTF value type: user space resizes the value to the record size chosen by --snaplen. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct trail_event) + 256 + TRAIL_STACK_BYTES);
+	__uint(max_entries, TRAIL_NEST_LEVELS);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} nesting SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct trail_probe_config);
+	__uint(max_entries, TRAIL_MAX_PROBES);
+} probe_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct trail_probe_stats);
+	__uint(max_entries, TRAIL_MAX_PROBES);
+} probe_stats SEC(".maps");
+
+/* Tracking: by data buffer (skb->head), and by skb address to follow head reallocation. LRU so
+ * that packets whose end no tracepoint shows are evicted instead of filling the table. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);
+	__type(value, struct trail_track);
+	__uint(max_entries, 65536);
+} track_heads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);
+	__type(value, struct trail_track);
+	__uint(max_entries, 65536);
+} track_skbs SEC(".maps");
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ARPHRD_ETHER 1
+#define ARPHRD_LOOPBACK 772
+#define SKB_DATAREF_MASK 0xffff
+#define IP_CT_UNTRACKED 7
+
+static __always_inline __u16 bswap16(__u16 v)
+{
+	return __builtin_bswap16(v);
+}
+
+/* FNV-1a step over one byte. */
+static __always_inline __u64 fnv(__u64 h, __u8 b)
+{
+	return (h ^ b) * 0x100000001b3ULL;
+}
+
+/*
+ * Fingerprint of the bytes of a packet that stay the same along its path, NAT included (see
+ * schemas/tracking.md): IPv4 total length, id, fragment field and protocol, or IPv6 payload
+ * length, next header and flow label; then up to 16 bytes of the transport segment past the
+ * fields NAT rewrites (UDP: payload; TCP: sequence, ack, offset, flags; ICMP: sequence and
+ * payload). Non-IP packets: protocol, length and first bytes from the MAC header.
+ */
+static __always_inline __u64 fingerprint(unsigned char *head, unsigned char *data, __u16 mac,
+					 __u16 net, __u16 protocol, __u32 len)
+{
+	__u64 h = 0xcbf29ce484222325ULL;
+	__u8 l3[40] = {};
+	__u8 l4[24] = {};
+	__u32 l3_len, l4_off, skip, take;
+	__u8 proto;
+
+	if (net == 0xffff || (protocol != ETH_P_IP && protocol != ETH_P_IPV6))
+		goto other;
+	if (bpf_probe_read_kernel(l3, sizeof(l3), head + net))
+		goto other;
+	if ((l3[0] >> 4) == 4) {
+		l3_len = ((__u32)l3[2] << 8) | l3[3];
+		l4_off = (l3[0] & 0xf) * 4;
+		proto = l3[9];
+		h = fnv(h, 4);
+		h = fnv(h, l3[2]);
+		h = fnv(h, l3[3]);
+		h = fnv(h, l3[4]);
+		h = fnv(h, l3[5]);
+		h = fnv(h, l3[6]);
+		h = fnv(h, l3[7]);
+		h = fnv(h, proto);
+		/* Only the first fragment carries the transport header. */
+		if ((l3[6] & 0x1f) || l3[7])
+			return h;
+	} else if ((l3[0] >> 4) == 6) {
+		l3_len = (((__u32)l3[4] << 8) | l3[5]) + 40;
+		l4_off = 40;
+		proto = l3[6];
+		h = fnv(h, 6);
+		h = fnv(h, l3[1] & 0xf);
+		h = fnv(h, l3[2]);
+		h = fnv(h, l3[3]);
+		h = fnv(h, l3[4]);
+		h = fnv(h, l3[5]);
+		h = fnv(h, proto);
+	} else {
+		goto other;
+	}
+	switch (proto) {
+	case 17: /* UDP */
+	case 136: /* UDP-Lite */
+		skip = 8;
+		break;
+	case 6: /* TCP */
+		skip = 4;
+		break;
+	case 1: /* ICMP */
+	case 58: /* ICMPv6 */
+		skip = 6;
+		break;
+	default:
+		skip = 0;
+	}
+	if (l3_len <= l4_off + skip)
+		return h;
+	take = l3_len - l4_off - skip;
+	if (take > 16)
+		take = 16;
+	if (proto == 6 && take > 10)
+		take = 10;
+	if (bpf_probe_read_kernel(l4, sizeof(l4), head + net + l4_off))
+		return h;
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		if (i < take && i + skip < sizeof(l4))
+			h = fnv(h, l4[(i + skip) & 31]);
+	}
+	return h;
+other:
+	/* Non-IP (ARP, VLAN-tagged frames seen before untagging, ...): the length from the MAC
+	 * header, which is the same before and after eth_type_trans() pulls it, and the first
+	 * bytes from there. */
+	if (mac != 0xffff) {
+		len = len + (__u32)(data - (head + mac));
+		bpf_probe_read_kernel(l3, sizeof(l3), head + mac);
+	}
+	h = fnv(h, protocol & 0xff);
+	h = fnv(h, protocol >> 8);
+	h = fnv(h, len & 0xff);
+	h = fnv(h, (len >> 8) & 0xff);
+#pragma unroll
+	for (int i = 0; i < 24; i++)
+		h = fnv(h, l3[i]);
+	return h;
+}
+
+/*
+ * Gives the event its tracking id. A known head with the same fingerprint is the same packet
+ * (or a clone); a known head with another fingerprint is a reused buffer: new id. An unknown
+ * head on a known skb with the same fingerprint is a head reallocation: keep the id.
+ */
+static __always_inline void track(struct trail_event *ev, __u64 fp, bool frees, __u32 dataref)
+{
+	struct trail_track *known;
+	struct trail_track fresh = {};
+	__u64 head = ev->head, addr = ev->skb_addr;
+
+	known = bpf_map_lookup_elem(&track_heads, &head);
+	if (known && known->fingerprint == fp) {
+		fresh = *known;
+	} else {
+		struct trail_track *by_skb = bpf_map_lookup_elem(&track_skbs, &addr);
+
+		if (!known && by_skb && by_skb->fingerprint == fp) {
+			fresh = *by_skb;
+		} else {
+			fresh.first_seen = ev->timestamp;
+			fresh.orig_head = head;
+			fresh.fingerprint = fp;
+			ev->flags |= TRAIL_F_NEW_ID;
+			if (known)
+				ev->flags |= TRAIL_F_REUSED;
+		}
+		if (!frees)
+			bpf_map_update_elem(&track_heads, &head, &fresh, BPF_ANY);
+	}
+	ev->track_first_seen = fresh.first_seen;
+	ev->track_orig_head = fresh.orig_head;
+	ev->flags |= TRAIL_F_TRACKING;
+	if (frees) {
+		/* The data buffer goes with the last reference to it. */
+		if ((dataref & SKB_DATAREF_MASK) <= 1)
+			bpf_map_delete_elem(&track_heads, &head);
+		bpf_map_delete_elem(&track_skbs, &addr);
+	} else {
+		bpf_map_update_elem(&track_skbs, &addr, &fresh, BPF_ANY);
+	}
+}
+
+static __always_inline void read_tuple(struct trail_ct_tuple *out, struct nf_conntrack_tuple *t)
+{
+	bpf_probe_read_kernel(out->src, 16, &t->src.u3);
+	bpf_probe_read_kernel(out->dst, 16, &t->dst.u3);
+	bpf_probe_read_kernel(out->src_u, 2, &t->src.u.all);
+	bpf_probe_read_kernel(out->dst_u, 2, &t->dst.u.all);
+	out->l3num = BPF_CORE_READ(t, src.l3num);
+	out->proto = BPF_CORE_READ(t, dst.protonum);
+}
+
+static __always_inline void collect_ct(struct trail_event *ev, struct sk_buff *skb)
+{
+	unsigned long nfct = BPF_CORE_READ(skb, _nfct);
+	struct nf_conn *ct = (struct nf_conn *)(nfct & ~7UL);
+
+	if (!nfct)
+		return;
+	ev->ct_info = nfct & 7;
+	if (!ct) {
+		if (ev->ct_info == IP_CT_UNTRACKED)
+			ev->flags |= TRAIL_F_UNTRACKED;
+		return;
+	}
+	ev->flags |= TRAIL_F_CT;
+	ev->ct_status = BPF_CORE_READ(ct, status);
+	if (bpf_core_field_exists(ct->mark))
+		ev->ct_mark = BPF_CORE_READ(ct, mark);
+	if (bpf_core_field_exists(ct->zone))
+		ev->ct_zone = BPF_CORE_READ(ct, zone.id);
+	read_tuple(&ev->ct_orig, &ct->tuplehash[0].tuple);
+	read_tuple(&ev->ct_reply, &ct->tuplehash[1].tuple);
+	if (ev->ct_orig.proto == 6)
+		ev->ct_proto_state = BPF_CORE_READ(ct, proto.tcp.state);
+}
+
+static __always_inline void collect_netns(struct trail_event *ev, struct sk_buff *skb,
+					  struct net_device *dev)
+{
+	struct net *net = NULL;
+
+	if (dev) {
+		net = BPF_CORE_READ(dev, nd_net.net);
+	} else {
+		struct sock *sk = BPF_CORE_READ(skb, sk);
+
+		if (sk)
+			net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
+	}
+	if (!net)
+		return;
+	ev->netns_inum = BPF_CORE_READ(net, ns.inum);
+	ev->flags |= TRAIL_F_NETNS;
+	if (bpf_core_field_exists(net->net_cookie)) {
+		bpf_core_read(&ev->netns_cookie, sizeof(ev->netns_cookie), &net->net_cookie);
+		ev->flags |= TRAIL_F_NETNS_COOKIE;
+	}
+}
+
+static __always_inline void count_lost(struct trail_probe_stats *stats)
+{
+	__sync_fetch_and_add(&stats->lost, 1);
+}
+
+static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reason, __u32 reason)
+{
+	__u32 probe = (__u32)bpf_get_attach_cookie(ctx);
+	struct trail_probe_stats *stats;
+	struct trail_probe_config *config;
+	struct trail_event *ev;
+	struct skb_shared_info *shinfo;
+	struct net_device *dev;
+	unsigned char *head, *data, *start = NULL;
+	__u32 *level, slot, size, caplen = 0, flags = 0, dataref = 0;
+	__u16 mac, net, protocol;
+	__u64 pid_tgid, fp = 0;
+	bool frees;
+	void *buf;
+
+	if (!skb || probe >= TRAIL_MAX_PROBES)
+		return 0;
+	stats = bpf_map_lookup_elem(&probe_stats, &probe);
+	config = bpf_map_lookup_elem(&probe_config, &probe);
+	if (!stats || !config)
+		return 0;
+	__sync_fetch_and_add(&stats->hits, 1);
+	flags = config->flags;
+	frees = flags & TRAIL_PROBE_FREES;
+
+	slot = 0;
+	level = bpf_map_lookup_elem(&nesting, &slot);
+	if (!level)
+		return 0;
+	if (*level >= TRAIL_NEST_LEVELS) {
+		count_lost(stats);
+		return 0;
+	}
+	slot = bpf_get_smp_processor_id() * TRAIL_NEST_LEVELS + *level;
+	buf = bpf_map_lookup_elem(&scratch, &slot);
+	if (!buf) {
+		count_lost(stats);
+		return 0;
+	}
+	*level += 1;
+	ev = buf;
+	__builtin_memset(ev, 0, sizeof(*ev));
+
+	ev->timestamp = bpf_ktime_get_ns();
+	ev->skb_addr = (__u64)skb;
+	ev->probe_id = probe;
+	ev->cpu = bpf_get_smp_processor_id();
+	pid_tgid = bpf_get_current_pid_tgid();
+	ev->pid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+
+	head = BPF_CORE_READ(skb, head);
+	data = BPF_CORE_READ(skb, data);
+	ev->head = (__u64)head;
+	ev->len = BPF_CORE_READ(skb, len);
+	ev->data_len = BPF_CORE_READ(skb, data_len);
+	protocol = bswap16(BPF_CORE_READ(skb, protocol));
+	ev->protocol = protocol;
+	mac = BPF_CORE_READ(skb, mac_header);
+	net = BPF_CORE_READ(skb, network_header);
+	dev = BPF_CORE_READ(skb, dev);
+	shinfo = (struct skb_shared_info *)(head + BPF_CORE_READ(skb, end));
+	dataref = BPF_CORE_READ(shinfo, dataref.counter);
+
+	if (collectors & TRAIL_C_SKB) {
+		ev->flags |= TRAIL_F_SKB;
+		ev->mark = BPF_CORE_READ(skb, mark);
+		ev->hash = BPF_CORE_READ(skb, hash);
+		ev->priority = BPF_CORE_READ(skb, priority);
+		ev->pkt_type = BPF_CORE_READ_BITFIELD_PROBED(skb, pkt_type);
+		ev->ip_summed = BPF_CORE_READ_BITFIELD_PROBED(skb, ip_summed);
+		ev->cloned = BPF_CORE_READ_BITFIELD_PROBED(skb, cloned);
+		ev->users = BPF_CORE_READ(skb, users.refs.counter);
+		ev->dataref = dataref;
+		ev->gso_size = BPF_CORE_READ(shinfo, gso_size);
+		ev->gso_segs = BPF_CORE_READ(shinfo, gso_segs);
+		ev->gso_type = BPF_CORE_READ(shinfo, gso_type);
+		if (BPF_CORE_READ(skb, vlan_all)) {
+			ev->flags |= TRAIL_F_VLAN;
+			ev->vlan_tci = BPF_CORE_READ(skb, vlan_tci);
+			ev->vlan_proto = bswap16(BPF_CORE_READ(skb, vlan_proto));
+		}
+	}
+
+	if ((collectors & TRAIL_C_DEV) && dev) {
+		ev->flags |= TRAIL_F_DEV;
+		ev->ifindex = BPF_CORE_READ(dev, ifindex);
+		bpf_probe_read_kernel_str(ev->ifname, sizeof(ev->ifname), &dev->name);
+		ev->skb_iif = BPF_CORE_READ(skb, skb_iif);
+	}
+	if (collectors & TRAIL_C_NETNS)
+		collect_netns(ev, skb, dev);
+	if (has_reason) {
+		ev->flags |= TRAIL_F_DROP;
+		ev->drop_reason = reason;
+	}
+	if (collectors & TRAIL_C_CT)
+		collect_ct(ev, skb);
+	if (collectors & TRAIL_C_TRACKING) {
+		fp = fingerprint(head, data, mac, net, protocol, ev->len);
+		track(ev, fp, frees, dataref);
+	}
+
+	if (collectors & TRAIL_C_PACKET) {
+		__u16 dev_type = dev ? BPF_CORE_READ(dev, type) : 0;
+		unsigned char *tail = data + (ev->len - ev->data_len);
+		__u64 linear = 0;
+		long pkt_len;
+
+		/* L2 when a MAC header was set before the network header on an Ethernet-like
+		 * device; else from the network header (raw IP); else from skb->data. */
+		if (mac != 0xffff && mac < net && net != 0xffff &&
+		    (dev_type == ARPHRD_ETHER || dev_type == ARPHRD_LOOPBACK)) {
+			start = head + mac;
+		} else if (net != 0xffff) {
+			start = head + net;
+			ev->flags |= TRAIL_F_L3;
+		} else {
+			start = data;
+			ev->flags |= TRAIL_F_L3;
+		}
+		pkt_len = (long)ev->len + (long)(data - start);
+		if (pkt_len < 0)
+			pkt_len = 0;
+		ev->pkt_len = pkt_len;
+		if (tail > start)
+			linear = tail - start;
+		if (linear > (__u64)pkt_len)
+			linear = pkt_len;
+		/* Keep the clamps separate instructions: the verifier needs caplen <= snaplen. */
+		barrier_var(linear);
+		if (linear > snaplen)
+			linear = snaplen;
+		barrier_var(linear);
+		caplen = linear;
+		/* Paged data is not read: page_address() needs kernel data symbols (see docs). */
+		if (caplen && bpf_probe_read_kernel(buf + sizeof(*ev), caplen, start))
+			caplen = 0;
+		ev->caplen = caplen;
+		ev->flags |= TRAIL_F_PACKET;
+	}
+	size = sizeof(*ev) + caplen;
+
+	if (flags & TRAIL_PROBE_STACK) {
+		long n;
+
+		if (size > record_max - TRAIL_STACK_BYTES)
+			size = record_max - TRAIL_STACK_BYTES;
+		n = bpf_get_stack(ctx, buf + size, TRAIL_STACK_BYTES, 0);
+		if (n > 0) {
+			ev->stack_bytes = n;
+			size += n;
+		}
+	}
+
+	if (size > record_max)
+		size = record_max;
+	{
+		__u64 wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= wakeup_bytes
+				     ? BPF_RB_FORCE_WAKEUP
+				     : BPF_RB_NO_WAKEUP;
+
+		if (bpf_ringbuf_output(&events, buf, size, wake))
+			count_lost(stats);
+	}
+	*level -= 1;
+	return 0;
+}
+
+/* One program per position of the skb among the tracepoint's arguments (see top comment). */
+#define SKB_AT(pos)                                                                            \
+	SEC("raw_tp")                                                                           \
+	int skb_at_##pos(struct bpf_raw_tracepoint_args *ctx)                                  \
+	{                                                                                      \
+		return process(ctx, (struct sk_buff *)ctx->args[pos], false, 0);               \
+	}
+
+SKB_AT(0)
+SKB_AT(1)
+SKB_AT(2)
+SKB_AT(3)
+SKB_AT(4)
+SKB_AT(5)
+
+/* skb:kfree_skb and any tracepoint with an `enum skb_drop_reason` argument: the pair of
+ * positions (skb, reason) is part of the program, for the same reason as above. */
+#define SKB_AT_REASON_AT(pos, rpos)                                                            \
+	SEC("raw_tp")                                                                           \
+	int skb_at_##pos##_reason_at_##rpos(struct bpf_raw_tracepoint_args *ctx)               \
+	{                                                                                      \
+		return process(ctx, (struct sk_buff *)ctx->args[pos], true,                    \
+			       (__u32)ctx->args[rpos]);                                          \
+	}
+
+SKB_AT_REASON_AT(0, 1)
+SKB_AT_REASON_AT(0, 2)
+SKB_AT_REASON_AT(0, 3)

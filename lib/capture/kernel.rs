@@ -1,0 +1,165 @@
+//! What trail-capture asks of the running kernel outside BPF: privileges, identity (host,
+//! release, clocks), kernel symbols for stacks, and capability probes for error messages.
+
+use std::ffi::CStr;
+use std::fs;
+use std::io::{self, BufRead};
+
+use anyhow::bail;
+
+use crate::error::UsageError;
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Refuses to go on without the capabilities that loading tracing programs needs.
+pub fn check_privileges() -> anyhow::Result<()> {
+    let status = fs::read_to_string("/proc/self/status")?;
+    let effective = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |cap: u32| effective & (1u64 << cap) != 0;
+    if (has(CAP_BPF) && has(CAP_PERFMON)) || has(CAP_SYS_ADMIN) {
+        return Ok(());
+    }
+    Err(UsageError(
+        "trail-capture needs root, or the capabilities CAP_BPF and CAP_PERFMON (e.g. `sudo trail-capture`)"
+            .into(),
+    )
+    .into())
+}
+
+/// Host name and kernel release (`uname -n`, `uname -r`).
+pub fn uname() -> (String, String) {
+    // SAFETY: utsname is plain data; uname fills it in or fails without touching it.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a valid, writable utsname.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return (String::new(), String::new());
+    }
+    let text = |field: &[libc::c_char]| {
+        // SAFETY: uname NUL-terminates every field within its array.
+        unsafe { CStr::from_ptr(field.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    (text(&uts.nodename), text(&uts.release))
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec; both clocks always exist on Linux.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// CLOCK_MONOTONIC now, in ns: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC) as u64
+}
+
+/// CLOCK_REALTIME - CLOCK_MONOTONIC, read as a tight pair (the smallest gap of a few tries).
+pub fn realtime_offset_ns() -> (i64, u64) {
+    let mut best = (0i64, i64::MAX, 0u64);
+    for _ in 0..5 {
+        let m1 = clock_ns(libc::CLOCK_MONOTONIC);
+        let r = clock_ns(libc::CLOCK_REALTIME);
+        let m2 = clock_ns(libc::CLOCK_MONOTONIC);
+        if m2 - m1 < best.1 {
+            best = (r - (m1 + (m2 - m1) / 2), m2 - m1, r as u64);
+        }
+    }
+    (best.0, best.2)
+}
+
+/// Larger offsets from the nearest symbol are not believed.
+const MAX_FUNCTION_SIZE: u64 = 1 << 20;
+
+/// `/proc/kallsyms` function addresses, sorted, for stack symbolization.
+pub struct Kallsyms {
+    symbols: Vec<(u64, String)>,
+}
+
+impl Kallsyms {
+    pub fn load() -> anyhow::Result<Kallsyms> {
+        let file = fs::File::open("/proc/kallsyms")?;
+        let mut symbols = Vec::new();
+        for line in io::BufReader::new(file).lines() {
+            let line = line?;
+            let mut fields = line.split_whitespace();
+            let (Some(addr), Some(kind), Some(name)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            if !matches!(kind, "t" | "T" | "w" | "W") {
+                continue;
+            }
+            let Ok(addr) = u64::from_str_radix(addr, 16) else {
+                continue;
+            };
+            if addr != 0 {
+                symbols.push((addr, name.to_string()));
+            }
+        }
+        if symbols.is_empty() {
+            bail!("/proc/kallsyms shows no addresses (kernel.kptr_restrict?)");
+        }
+        symbols.sort_unstable();
+        Ok(Kallsyms { symbols })
+    }
+
+    /// `symbol+0xoff` for a kernel text address.
+    pub fn symbolize(&self, addr: u64) -> Option<String> {
+        let at = self.symbols.partition_point(|(a, _)| *a <= addr);
+        let (start, name) = self.symbols.get(at.checked_sub(1)?)?;
+        // Past the last function (BPF JIT images, modules without symbols): unknown, not the
+        // tail of whatever symbol happens to come last.
+        if addr - start > MAX_FUNCTION_SIZE {
+            return None;
+        }
+        Some(format!("{name}+{:#x}", addr - start))
+    }
+}
+
+/// Tries to load a do-nothing fentry program on BTF function `btf_id`: tells whether the kernel
+/// accepts BPF trampolines at all (some kernels answer EPERM).
+pub fn fentry_loads(btf_id: u32) -> Result<(), io::Error> {
+    use libbpf_rs::libbpf_sys;
+    let mut insns = [
+        libbpf_sys::bpf_insn::default(),
+        libbpf_sys::bpf_insn::default(),
+    ];
+    insns[0].code = 0xb7; // r0 = 0
+    insns[1].code = 0x95; // exit
+    let opts = libbpf_sys::bpf_prog_load_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as _,
+        expected_attach_type: libbpf_sys::BPF_TRACE_FENTRY,
+        attach_btf_id: btf_id,
+        ..Default::default()
+    };
+    let mut opts = opts;
+    // SAFETY: all pointers are valid for the call; `insns` holds two valid instructions.
+    let fd = unsafe {
+        libbpf_sys::bpf_prog_load(
+            libbpf_sys::BPF_PROG_TYPE_TRACING,
+            c"trail_probe".as_ptr(),
+            c"GPL".as_ptr(),
+            insns.as_ptr(),
+            insns.len() as _,
+            &mut opts,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(-fd));
+    }
+    // SAFETY: `fd` is a program fd we own and close once.
+    unsafe { libc::close(fd) };
+    Ok(())
+}

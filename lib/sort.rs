@@ -1,0 +1,752 @@
+//! trail-sort: groups events into journeys and orders them.
+//!
+//! Contract (normative text in `schemas/journeys.md`):
+//! - Output is a stream of the input events (not new records): journeys one after the other,
+//!   ordered by first sighting (smallest timestamp of the journey's events), events within a
+//!   journey by timestamp (ties: input order). Each event of a journey gets `tracking.index`
+//!   (0 first), spliced into its `tracking` section; every other byte of the event is kept.
+//! - A journey is the set of events whose `tracking.parent` (when set, by trail-track: the root
+//!   of a chain of linked journeys) or else own id (`first_seen`, `orig_head`) is equal. Events
+//!   without a tracking id pass through, in time order among the journeys.
+//! - Several inputs (and concatenated sections) merge onto one clock: see [`crate::journey`].
+//! - Exact mode (inputs are files, or `--exact`): everything is read, then output; memory is
+//!   bounded by `--memory` with an external merge sort ([`crate::extsort`]) run twice (by
+//!   journey, then by journey start). Streaming mode (a pipe, or `--window`): a journey is
+//!   emitted once it has been idle for `--window` of event time past the inputs' newest
+//!   timestamp and every journey that started before it has been emitted; if more than
+//!   `--memory` bytes are buffered the oldest journey is emitted early. Events arriving after
+//!   their journey was emitted start a continuation (index counting on) and are counted.
+//! - `--summary` prints one line per journey instead of the events (text or JSON lines).
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::cli::{self, Output};
+use crate::codec::{self, Frame, FrameKind, RawMap};
+use crate::event::{Drop, Probe, Tracking};
+use crate::extsort::{ExternalSort, Item, SortKey};
+use crate::journey::{self, format_id, parse_id, Inputs, JourneyId, Record};
+
+/// What `trail-sort` was asked to do (filled from its command line).
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub inputs: Vec<PathBuf>,
+    pub output: Option<PathBuf>,
+    /// Streaming with this reorder window (ns); `None`: exact when the inputs are files.
+    pub window: Option<u64>,
+    /// Force exact mode even on a pipe.
+    pub exact: bool,
+    /// Memory budget in bytes (buffer before spilling, or streaming buffer).
+    pub memory: usize,
+    pub temp_dir: Option<PathBuf>,
+    pub summary: bool,
+    pub format: SummaryFormat,
+}
+
+/// Default streaming window: 1 s of event time.
+pub const DEFAULT_WINDOW_NS: u64 = 1_000_000_000;
+/// Default `--memory`.
+pub const DEFAULT_MEMORY: &str = "256M";
+/// How many emitted journeys streaming mode remembers, to continue their index numbering.
+const EMITTED_MEMORY: usize = 65_536;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SummaryFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// What groups an item with others: a journey, or a record of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Group {
+    Journey(u64, u64),
+    /// An untracked event or a non-event record, identified by its arrival number.
+    Single(u64),
+}
+
+impl Group {
+    fn write(&self, out: &mut Vec<u8>) {
+        let (tag, a, b) = match *self {
+            Group::Journey(a, b) => (0u8, a, b),
+            Group::Single(a) => (1u8, a, 0),
+        };
+        out.push(tag);
+        out.extend_from_slice(&a.to_be_bytes());
+        out.extend_from_slice(&b.to_be_bytes());
+    }
+
+    fn read(bytes: &[u8]) -> Group {
+        let a = be64(&bytes[1..9]);
+        let b = be64(&bytes[9..17]);
+        if bytes[0] == 0 {
+            Group::Journey(a, b)
+        } else {
+            Group::Single(a)
+        }
+    }
+
+    fn journey(&self) -> Option<JourneyId> {
+        match *self {
+            Group::Journey(a, b) => Some((a, b)),
+            Group::Single(_) => None,
+        }
+    }
+}
+
+fn be64(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// First pass key: groups journeys together.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ByJourney {
+    group: Group,
+    ts: u64,
+    seq: u64,
+}
+
+impl SortKey for ByJourney {
+    const SIZE: usize = 17 + 16;
+    fn write(&self, out: &mut Vec<u8>) {
+        self.group.write(out);
+        out.extend_from_slice(&self.ts.to_be_bytes());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+    }
+    fn read(bytes: &[u8]) -> Self {
+        ByJourney {
+            group: Group::read(&bytes[..17]),
+            ts: be64(&bytes[17..25]),
+            seq: be64(&bytes[25..33]),
+        }
+    }
+}
+
+/// Second pass key: journeys by first sighting; carries the index found in the first pass.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ByStart {
+    start: u64,
+    group: Group,
+    ts: u64,
+    seq: u64,
+    index: u32,
+}
+
+impl SortKey for ByStart {
+    const SIZE: usize = 8 + 17 + 16 + 4;
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.start.to_be_bytes());
+        self.group.write(out);
+        out.extend_from_slice(&self.ts.to_be_bytes());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.index.to_be_bytes());
+    }
+    fn read(bytes: &[u8]) -> Self {
+        ByStart {
+            start: be64(&bytes[..8]),
+            group: Group::read(&bytes[8..25]),
+            ts: be64(&bytes[25..33]),
+            seq: be64(&bytes[33..41]),
+            index: u32::from_be_bytes([bytes[41], bytes[42], bytes[43], bytes[44]]),
+        }
+    }
+}
+
+/// The journey an event belongs to: its `tracking.parent` (a chain's root) or its own id.
+pub fn journey_of(payload: &[u8], map: &RawMap) -> Result<Option<JourneyId>, String> {
+    let Some(result) = codec::decode_section::<Tracking>(payload, map, "tracking") else {
+        return Ok(None);
+    };
+    let tracking = result.map_err(|why| format!("section tracking: {why}"))?;
+    if let Some(root) = tracking.parent.as_deref().and_then(parse_id) {
+        return Ok(Some(root));
+    }
+    let id = (tracking.first_seen, tracking.orig_head);
+    Ok((id != (0, 0)).then_some(id))
+}
+
+fn group_of(inputs: &Inputs, record: &Record) -> anyhow::Result<Group> {
+    if record.kind == FrameKind::Event {
+        if let Some(map) = &record.map {
+            let journey =
+                journey_of(&record.payload, map).map_err(|why| crate::error::StreamError {
+                    input: inputs.input_name(record.input).to_string(),
+                    offset: record.offset,
+                    kind: crate::error::ErrorKind::Corrupt(why),
+                })?;
+            if let Some((a, b)) = journey {
+                return Ok(Group::Journey(a, b));
+            }
+        }
+    }
+    Ok(Group::Single(record.seq))
+}
+
+pub fn run(options: Options) -> anyhow::Result<()> {
+    if options.summary && options.output.is_some() {
+        return Err(crate::error::UsageError(
+            "--summary writes to stdout; -o is for streams".into(),
+        )
+        .into());
+    }
+    let exact = options.window.is_none() && (options.exact || inputs_are_files(&options.inputs));
+    let mut inputs = Inputs::open(&options.inputs)?;
+    let stage = cli::this_stage("trail-sort");
+    let mut emitter = Emitter::new(&options)?;
+    if exact {
+        sort_exact(&mut inputs, &options, &stage, &mut emitter)?;
+    } else {
+        emitter.header(&inputs.header_frame(&stage, false)?)?;
+        sort_streaming(&mut inputs, &options, &mut emitter)?;
+    }
+    if inputs.clamped > 0 {
+        journey::warn(
+            "trail-sort",
+            format_args!(
+                "{} timestamps fell outside the range of the output clock and were clamped",
+                inputs.clamped
+            ),
+        );
+    }
+    emitter.finish()
+}
+
+/// Whether every input is a regular file (stdin included, when redirected from one).
+fn inputs_are_files(paths: &[PathBuf]) -> bool {
+    let stdin = PathBuf::from("/dev/stdin");
+    let paths: Vec<&PathBuf> = if paths.is_empty() {
+        vec![&stdin]
+    } else {
+        paths.iter().collect()
+    };
+    paths.iter().all(|path| {
+        let path = if path.as_os_str() == "-" {
+            &stdin
+        } else {
+            *path
+        };
+        std::fs::metadata(path).is_ok_and(|m| m.is_file())
+    })
+}
+
+fn sort_exact(
+    inputs: &mut Inputs,
+    options: &Options,
+    stage: &crate::event::Stage,
+    emitter: &mut Emitter,
+) -> anyhow::Result<()> {
+    let temp =
+        |e: io::Error| anyhow::Error::new(e).context("cannot use temporary files for sorting");
+    let mut by_journey = ExternalSort::<ByJourney>::new(options.memory, options.temp_dir.clone());
+    let mut trailers = Vec::new();
+    while let Some(record) = inputs.next_sequential()? {
+        if record.kind == FrameKind::Trailer {
+            // Totals of a producer: after everything else.
+            trailers.push(record.payload);
+            continue;
+        }
+        let group = group_of(inputs, &record)?;
+        by_journey
+            .push(Item {
+                key: ByJourney {
+                    group,
+                    ts: record.ts,
+                    seq: record.seq,
+                },
+                tag: record.kind.tag(),
+                payload: record.payload,
+            })
+            .map_err(temp)?;
+    }
+    let (mut grouped, first_stats) = by_journey.finish().map_err(temp)?;
+    let mut by_start = ExternalSort::<ByStart>::new(options.memory, options.temp_dir.clone());
+    let mut current: Option<(Group, u64)> = None;
+    let mut index = 0u32;
+    while let Some(item) = grouped.next_item().map_err(temp)? {
+        let key = item.key;
+        let start = match current {
+            Some((group, start)) if group == key.group => {
+                index += 1;
+                start
+            }
+            _ => {
+                index = 0;
+                current = Some((key.group, key.ts));
+                key.ts
+            }
+        };
+        by_start
+            .push(Item {
+                key: ByStart {
+                    start,
+                    group: key.group,
+                    ts: key.ts,
+                    seq: key.seq,
+                    index,
+                },
+                tag: item.tag,
+                payload: item.payload,
+            })
+            .map_err(temp)?;
+    }
+    drop(grouped);
+    let (mut ordered, second_stats) = by_start.finish().map_err(temp)?;
+    emitter.spill_runs = first_stats.runs + second_stats.runs;
+    emitter.header(&inputs.header_frame(stage, true)?)?;
+    while let Some(item) = ordered.next_item().map_err(temp)? {
+        let index = item.key.group.journey().map(|_| item.key.index);
+        emitter.item(item.key.group, index, item.tag, item.payload)?;
+    }
+    for payload in trailers {
+        emitter.item(Group::Single(u64::MAX), None, b'T', payload)?;
+    }
+    Ok(())
+}
+
+struct OpenJourney {
+    start: u64,
+    last: u64,
+    /// Index of the first event not yet emitted (a continuation of an emitted journey).
+    base_index: u32,
+    /// (timestamp, arrival, tag, payload)
+    events: Vec<(u64, u64, u8, Vec<u8>)>,
+}
+
+fn sort_streaming(
+    inputs: &mut Inputs,
+    options: &Options,
+    emitter: &mut Emitter,
+) -> anyhow::Result<()> {
+    let window = options.window.unwrap_or(DEFAULT_WINDOW_NS);
+    let mut open: HashMap<Group, OpenJourney> = HashMap::new();
+    let mut order: BTreeSet<(u64, Group)> = BTreeSet::new();
+    // Journeys already emitted: next index and generation (for the bounded FIFO that forgets them).
+    let mut emitted: HashMap<Group, (u32, u64)> = HashMap::new();
+    let mut emitted_fifo: VecDeque<(Group, u64)> = VecDeque::new();
+    let mut generation = 0u64;
+    let mut trailers = Vec::new();
+    let mut buffered = 0usize;
+    let (mut late, mut forced) = (0u64, 0u64);
+
+    let emit_front = |open: &mut HashMap<Group, OpenJourney>,
+                      order: &mut BTreeSet<(u64, Group)>,
+                      emitted: &mut HashMap<Group, (u32, u64)>,
+                      emitted_fifo: &mut VecDeque<(Group, u64)>,
+                      generation: &mut u64,
+                      buffered: &mut usize,
+                      emitter: &mut Emitter|
+     -> anyhow::Result<()> {
+        let Some((_, group)) = order.pop_first() else {
+            return Ok(());
+        };
+        let Some(mut journey) = open.remove(&group) else {
+            return Ok(());
+        };
+        journey.events.sort_unstable_by_key(|e| (e.0, e.1));
+        let mut index = journey.base_index;
+        for (_, _, tag, payload) in journey.events {
+            *buffered -= payload.len() + crate::extsort::ITEM_OVERHEAD;
+            emitter.item(group, group.journey().map(|_| index), tag, payload)?;
+            index += 1;
+        }
+        if group.journey().is_some() {
+            *generation += 1;
+            emitted.insert(group, (index, *generation));
+            emitted_fifo.push_back((group, *generation));
+            if emitted_fifo.len() > EMITTED_MEMORY {
+                if let Some((old, old_generation)) = emitted_fifo.pop_front() {
+                    // Forget it unless it was emitted again since (a newer entry is queued).
+                    if emitted.get(&old).is_some_and(|e| e.1 == old_generation) {
+                        emitted.remove(&old);
+                    }
+                }
+            }
+        }
+        Ok(())
+    };
+
+    while let Some(record) = inputs.next_interleaved()? {
+        if record.kind == FrameKind::Trailer {
+            trailers.push(record.payload);
+            continue;
+        }
+        let group = group_of(inputs, &record)?;
+        let watermark = inputs.watermark();
+        let mut is_late = record.ts.saturating_add(window) < watermark;
+        buffered += record.payload.len() + crate::extsort::ITEM_OVERHEAD;
+        let event = (record.ts, record.seq, record.kind.tag(), record.payload);
+        match open.get_mut(&group) {
+            Some(journey) => {
+                if record.ts < journey.start {
+                    order.remove(&(journey.start, group));
+                    journey.start = record.ts;
+                    order.insert((journey.start, group));
+                }
+                journey.last = journey.last.max(record.ts);
+                journey.events.push(event);
+            }
+            None => {
+                let base_index = emitted.remove(&group).map_or(0, |e| e.0);
+                is_late |= base_index > 0;
+                order.insert((record.ts, group));
+                open.insert(
+                    group,
+                    OpenJourney {
+                        start: record.ts,
+                        last: record.ts,
+                        base_index,
+                        events: vec![event],
+                    },
+                );
+            }
+        }
+        late += u64::from(is_late);
+        while let Some(&(_, front)) = order.first() {
+            let idle = open
+                .get(&front)
+                .is_none_or(|j| j.last.saturating_add(window) < watermark);
+            let over = buffered > options.memory;
+            if !idle && !over {
+                break;
+            }
+            if !idle {
+                forced += 1;
+            }
+            emit_front(
+                &mut open,
+                &mut order,
+                &mut emitted,
+                &mut emitted_fifo,
+                &mut generation,
+                &mut buffered,
+                emitter,
+            )?;
+        }
+    }
+    while !order.is_empty() {
+        emit_front(
+            &mut open,
+            &mut order,
+            &mut emitted,
+            &mut emitted_fifo,
+            &mut generation,
+            &mut buffered,
+            emitter,
+        )?;
+    }
+    for payload in trailers {
+        emitter.item(Group::Single(u64::MAX), None, b'T', payload)?;
+    }
+    if late > 0 {
+        journey::warn(
+            "trail-sort",
+            format_args!("{late} events arrived later than the --window allows; their journeys may be split or out of order"),
+        );
+    }
+    if forced > 0 {
+        journey::warn(
+            "trail-sort",
+            format_args!("{forced} journeys emitted before they were idle because more than --memory was buffered"),
+        );
+    }
+    Ok(())
+}
+
+/// Where sorted items go: the output stream, or per-journey summary lines.
+struct Emitter {
+    sink: Sink,
+    version: (u8, u8),
+    scratch: Vec<u8>,
+    /// Runs spilled in exact mode (for the summary on stderr with `TRAIL_SORT_STATS`).
+    spill_runs: u64,
+}
+
+enum Sink {
+    Stream(Output),
+    Summary {
+        out: io::BufWriter<io::StdoutLock<'static>>,
+        format: SummaryFormat,
+        current: Option<Summary>,
+    },
+}
+
+impl Emitter {
+    fn new(options: &Options) -> anyhow::Result<Emitter> {
+        let sink = if options.summary {
+            Sink::Summary {
+                out: io::BufWriter::with_capacity(256 * 1024, io::stdout().lock()),
+                format: options.format,
+                current: None,
+            }
+        } else {
+            Sink::Stream(Output::create(options.output.as_deref())?)
+        };
+        Ok(Emitter {
+            sink,
+            version: (crate::event::FORMAT_MAJOR, crate::event::FORMAT_MINOR),
+            scratch: Vec::new(),
+            spill_runs: 0,
+        })
+    }
+
+    fn header(&mut self, frame: &Frame) -> anyhow::Result<()> {
+        self.version = frame.version;
+        if let Sink::Stream(output) = &mut self.sink {
+            output.forward(frame, "trail-sort")?;
+        }
+        Ok(())
+    }
+
+    fn item(
+        &mut self,
+        group: Group,
+        index: Option<u32>,
+        tag: u8,
+        payload: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        match &mut self.sink {
+            Sink::Stream(output) => {
+                let payload = match index {
+                    Some(index) if tag == b'E' => {
+                        set_index(&payload, index, &mut self.scratch)
+                            .map_err(anyhow::Error::msg)
+                            .context("cannot set tracking.index")?;
+                        std::mem::take(&mut self.scratch)
+                    }
+                    _ => payload,
+                };
+                let frame = Frame {
+                    kind: kind_of(tag),
+                    offset: 0,
+                    version: self.version,
+                    payload,
+                };
+                let result = output.forward(&frame, "trail-sort");
+                self.scratch = frame.payload;
+                result
+            }
+            Sink::Summary {
+                out,
+                format,
+                current,
+            } => {
+                let Some(id) = group.journey().filter(|_| tag == b'E') else {
+                    return Ok(());
+                };
+                if current.as_ref().is_some_and(|s| s.id != id) {
+                    if let Some(done) = current.take() {
+                        write_summary(out, *format, &done)?;
+                    }
+                }
+                current
+                    .get_or_insert_with(|| Summary::new(id))
+                    .add(&payload);
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        if std::env::var_os("TRAIL_SORT_STATS").is_some() {
+            journey::warn(
+                "trail-sort",
+                format_args!("stats: {} spill runs", self.spill_runs),
+            );
+        }
+        match self.sink {
+            Sink::Stream(output) => output.finish(),
+            Sink::Summary {
+                mut out,
+                format,
+                current,
+            } => {
+                if let Some(done) = current {
+                    write_summary(&mut out, format, &done)?;
+                }
+                journey::write_context(out.flush())
+            }
+        }
+    }
+}
+
+fn kind_of(tag: u8) -> FrameKind {
+    match tag {
+        b'E' => FrameKind::Event,
+        b'L' => FrameKind::Lost,
+        b'T' => FrameKind::Trailer,
+        b'H' => FrameKind::Header,
+        other => FrameKind::Other(other),
+    }
+}
+
+/// Splices `tracking.index = index` into an event (see the module header).
+pub fn set_index(payload: &[u8], index: u32, out: &mut Vec<u8>) -> Result<(), String> {
+    let map = RawMap::parse(payload)?;
+    let tracking = map
+        .get(payload, "tracking")
+        .ok_or("event has no tracking section")?;
+    let tracking_map = RawMap::parse(tracking)?;
+    let mut value = Vec::with_capacity(tracking.len() + 8);
+    tracking_map.with_entry(
+        tracking,
+        "index",
+        &journey::encode_u64(u64::from(index)),
+        &mut value,
+    );
+    map.with_entry(payload, "tracking", &value, out);
+    Ok(())
+}
+
+/// One journey seen as a whole: the `--summary` line.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    #[serde(rename = "journey")]
+    pub id_text: String,
+    #[serde(skip)]
+    id: JourneyId,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub duration_ns: u64,
+    pub first_probe: String,
+    pub last_probe: String,
+    /// Number of events (hops).
+    pub events: u64,
+    /// `dropped`, `delivered`, `transmitted` or `unknown` (rules in `schemas/journeys.md`).
+    pub fate: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip)]
+    delivered: bool,
+    /// Last probe that is not an end-of-life probe.
+    #[serde(skip)]
+    last_live_probe: String,
+}
+
+impl Summary {
+    fn new(id: JourneyId) -> Summary {
+        Summary {
+            id_text: format_id(id),
+            id,
+            first_ns: u64::MAX,
+            last_ns: 0,
+            duration_ns: 0,
+            first_probe: String::new(),
+            last_probe: String::new(),
+            events: 0,
+            fate: String::new(),
+            reason: None,
+            delivered: false,
+            last_live_probe: String::new(),
+        }
+    }
+
+    fn add(&mut self, payload: &[u8]) {
+        let Ok(map) = RawMap::parse(payload) else {
+            return;
+        };
+        let ts = journey::event_timestamp(payload, &map)
+            .ok()
+            .flatten()
+            .unwrap_or(self.last_ns);
+        let probe = codec::decode_section::<Probe>(payload, &map, "probe")
+            .and_then(Result::ok)
+            .map(|p| p.spec())
+            .unwrap_or_default();
+        if let Some(Ok(drop)) = codec::decode_section::<Drop>(payload, &map, "drop") {
+            self.reason = Some(drop.reason);
+        }
+        if is_delivery(&probe) {
+            self.delivered = true;
+        }
+        if !is_end_of_life(&probe) {
+            self.last_live_probe.clone_from(&probe);
+        }
+        // Events come in timestamp order within a journey.
+        if self.events == 0 {
+            self.first_ns = ts;
+            self.first_probe.clone_from(&probe);
+        }
+        self.last_ns = ts;
+        self.last_probe = probe;
+        self.events += 1;
+        self.duration_ns = self.last_ns.saturating_sub(self.first_ns);
+        self.fate = if self.reason.is_some() {
+            "dropped"
+        } else if self.delivered {
+            "delivered"
+        } else if is_transmit(&self.last_live_probe) {
+            "transmitted"
+        } else {
+            "unknown"
+        }
+        .into();
+    }
+}
+
+/// Probes at which a packet reaches a socket.
+fn is_delivery(probe: &str) -> bool {
+    [
+        "skb_copy_datagram_iovec",
+        "sock_queue_rcv",
+        "udp_queue_rcv",
+        "tcp_queue_rcv",
+        "tcp_data_queue",
+    ]
+    .iter()
+    .any(|name| probe.contains(name))
+}
+
+fn is_transmit(probe: &str) -> bool {
+    probe.contains("xmit")
+}
+
+/// Probes that end a buffer's life.
+pub fn is_end_of_life(probe: &str) -> bool {
+    probe.contains("kfree_skb") || probe.contains("consume_skb")
+}
+
+fn write_summary(
+    out: &mut impl Write,
+    format: SummaryFormat,
+    summary: &Summary,
+) -> anyhow::Result<()> {
+    let result = match format {
+        SummaryFormat::Json => serde_json::to_writer(&mut *out, summary)
+            .map_err(io::Error::from)
+            .and_then(|()| out.write_all(b"\n")),
+        SummaryFormat::Text => {
+            let fate = match &summary.reason {
+                Some(reason) => format!("dropped ({reason})"),
+                None => summary.fate.clone(),
+            };
+            writeln!(
+                out,
+                "#{} {}.{:09} {} events {} -> {} in {} {}",
+                summary.id_text,
+                summary.first_ns / 1_000_000_000,
+                summary.first_ns % 1_000_000_000,
+                summary.events,
+                summary.first_probe,
+                summary.last_probe,
+                duration_text(summary.duration_ns),
+                fate
+            )
+        }
+    };
+    journey::write_context(result)
+}
+
+fn duration_text(ns: u64) -> String {
+    match ns {
+        0..=9_999 => format!("{ns}ns"),
+        10_000..=9_999_999 => format!("{:.1}us", ns as f64 / 1e3),
+        10_000_000..=9_999_999_999 => format!("{:.1}ms", ns as f64 / 1e6),
+        _ => format!("{:.3}s", ns as f64 / 1e9),
+    }
+}

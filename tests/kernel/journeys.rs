@@ -1,0 +1,231 @@
+//! Journeys from real captures: trail-capture in two namespaces, then trail-sort (and
+//! trail-print), checked against the packets that were sent.
+
+use std::process::Command;
+
+use trail::event::Event;
+
+use super::common::{bin, events, run_ok};
+use super::netns::{require_root, sh, Pair};
+
+/// Captures `cmd` with `probes` into a file and returns the stream bytes.
+fn capture(probes: &[&str], cmd: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("run.trail");
+    let mut args: Vec<&str> = Vec::new();
+    for p in probes {
+        args.extend(["-p", p]);
+    }
+    let out = Command::new(bin("trail-capture"))
+        .args(&args)
+        .arg("-o")
+        .arg(&file)
+        .arg("--cmd")
+        .arg(cmd)
+        .output()
+        .expect("run trail-capture");
+    assert!(
+        out.status.success(),
+        "trail-capture failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(&file).expect("capture file")
+}
+
+/// ICMP echo (type 8) or reply (type 0) with this id and sequence number, in an Ethernet or raw
+/// IPv4 packet.
+fn icmp_echo(e: &Event, id: u16, kind: u8) -> Option<u16> {
+    let packet = e.packet.as_ref()?;
+    let d = trail::dissect::dissect(packet);
+    let l4 = d.l4.as_ref()?;
+    (l4.icmp_type == Some(kind) && l4.icmp_id == Some(id)).then_some(l4.icmp_seq?)
+}
+
+fn probe(e: &Event) -> String {
+    e.probe.as_ref().map(|p| p.name.clone()).unwrap_or_default()
+}
+
+fn netns(e: &Event) -> u32 {
+    e.netns.as_ref().map_or(0, |n| n.inum)
+}
+
+#[test]
+fn ping_forms_one_journey_per_echo_in_probe_order() {
+    if !require_root("ping_forms_one_journey_per_echo_in_probe_order") {
+        return;
+    }
+    let pair = Pair::new("journeys");
+    let (a, b) = (Pair::inum(&pair.a), Pair::inum(&pair.b));
+    // A fixed ICMP id (ping -e) tells our echoes from any other traffic on the machine.
+    let id: u16 = 0x7a11;
+    let stream = capture(
+        &["tp:net:net_dev_start_xmit", "tp:net:netif_receive_skb"],
+        &format!(
+            "{} ping -e {id} -c 3 -i 0.2 -W 1 192.0.2.2 >/dev/null",
+            Pair::exec(&pair.a)
+        ),
+    );
+    let sorted = run_ok("trail-sort", &[], &stream);
+    let sorted_events = events(&sorted);
+    assert_eq!(
+        sorted_events.len(),
+        events(&stream).len(),
+        "sort must keep every event"
+    );
+
+    // Group the sorted events of our echoes into journeys: consecutive runs of one tracking id.
+    let mut journeys: Vec<Vec<&Event>> = Vec::new();
+    for e in &sorted_events {
+        if icmp_echo(e, id, 8).is_none() && icmp_echo(e, id, 0).is_none() {
+            continue;
+        }
+        let tracking = e.tracking.as_ref().expect("captured events are tracked");
+        match journeys.last_mut() {
+            Some(j) if j[0].tracking.as_ref().map(|t| t.id()) == Some(tracking.id()) => j.push(e),
+            _ => journeys.push(vec![e]),
+        }
+    }
+    assert_eq!(
+        journeys.len(),
+        6,
+        "3 requests + 3 replies, one journey each: {:#?}",
+        journeys
+            .iter()
+            .map(|j| j.iter().map(|e| probe(e)).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    );
+    for journey in &journeys {
+        let request = icmp_echo(journey[0], id, 8).is_some();
+        let (from, to) = if request { (a, b) } else { (b, a) };
+        let path: Vec<(String, u32)> = journey.iter().map(|e| (probe(e), netns(e))).collect();
+        assert_eq!(
+            path,
+            [
+                ("net:net_dev_start_xmit".to_string(), from),
+                ("net:netif_receive_skb".to_string(), to)
+            ],
+            "journey of an echo {}",
+            if request { "request" } else { "reply" }
+        );
+        let indexes: Vec<Option<u32>> = journey
+            .iter()
+            .map(|e| e.tracking.as_ref().and_then(|t| t.index))
+            .collect();
+        assert_eq!(indexes, [Some(0), Some(1)]);
+        let seqs: Vec<Option<u16>> = journey
+            .iter()
+            .map(|e| icmp_echo(e, id, if request { 8 } else { 0 }))
+            .collect();
+        assert!(seqs.iter().all(|s| *s == seqs[0]), "one echo per journey");
+    }
+    // Journeys come out by first sighting: request 1, reply 1, request 2, ...
+    let order: Vec<(bool, u16)> = journeys
+        .iter()
+        .map(|j| {
+            let req = icmp_echo(j[0], id, 8);
+            (
+                req.is_some(),
+                req.or_else(|| icmp_echo(j[0], id, 0)).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (true, 1),
+            (false, 1),
+            (true, 2),
+            (false, 2),
+            (true, 3),
+            (false, 3)
+        ]
+    );
+}
+
+#[test]
+fn dnat_and_drop_read_as_journeys() {
+    if !require_root("dnat_and_drop_read_as_journeys") {
+        return;
+    }
+    let pair = Pair::new("dnatdrop");
+    // In B: UDP to port 5000 is DNATed to port 6000; UDP to port 7000 is dropped.
+    sh(&format!(
+        "ip netns exec {b} nft -f - <<'EOF'
+table ip t {{
+  chain pre {{ type nat hook prerouting priority -100; udp dport 5000 dnat to :6000; }}
+  chain in {{ type filter hook input priority 0; udp dport 7000 drop; }}
+}}
+EOF",
+        b = pair.b
+    ));
+    let send = format!(
+        "{} python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+         s.sendto(b'to-be-natted', ('192.0.2.2', 5000)); s.sendto(b'to-be-dropped', ('192.0.2.2', 7000))\"",
+        Pair::exec(&pair.a)
+    );
+    let stream = capture(
+        &[
+            "tp:net:net_dev_start_xmit",
+            "tp:net:netif_receive_skb",
+            "tp:skb:kfree_skb",
+        ],
+        &send,
+    );
+    let sorted = run_ok("trail-sort", &[], &stream);
+    let text = String::from_utf8(run_ok("trail-print", &[], &sorted)).expect("utf-8 text");
+
+    // The dropped datagram: xmit in A, receive in B, then kfree_skb NETFILTER_DROP, one journey.
+    let lines: Vec<&str> = text.lines().collect();
+    let dropped_first = lines
+        .iter()
+        .position(|l| l.contains("192.0.2.1.") && l.contains("192.0.2.2.7000"))
+        .map(|i| i - 1)
+        .expect("the dropped datagram is in the text");
+    // A journey's text runs from its first event's line to the next line that starts a journey.
+    let journey_text: Vec<&str> = std::iter::once(lines[dropped_first])
+        .chain(
+            lines[dropped_first + 1..]
+                .iter()
+                .take_while(|l| !l.starts_with(|c: char| c.is_ascii_digit()))
+                .copied(),
+        )
+        .collect();
+    let joined = journey_text.join("\n");
+    assert!(
+        joined.contains("net:net_dev_start_xmit")
+            && joined.contains("↳")
+            && joined.contains("net:netif_receive_skb")
+            && joined.contains("skb:kfree_skb")
+            && joined.contains("drop (reason NETFILTER_DROP)"),
+        "the dropped datagram's journey reads xmit → receive → drop:\n{joined}"
+    );
+
+    // The NATed datagram: its journey shows the packet before and after the rewrite, one id.
+    let natted: Vec<Event> = events(&sorted)
+        .into_iter()
+        .filter(|e| {
+            // The UDP datagram itself, not the ICMP port-unreachable error that quotes it.
+            e.packet.as_ref().is_some_and(|p| {
+                p.data.0.windows(12).any(|w| w == b"to-be-natted")
+                    && trail::dissect::dissect(p)
+                        .l4
+                        .is_some_and(|l4| l4.proto == "udp")
+            })
+        })
+        .collect();
+    assert!(natted.len() >= 2, "NATed datagram seen at xmit and receive");
+    let ids: std::collections::BTreeSet<String> = natted
+        .iter()
+        .map(|e| e.tracking.as_ref().expect("tracked").id())
+        .collect();
+    assert_eq!(ids.len(), 1, "one journey for the NATed datagram");
+    let ports: Vec<u16> = natted
+        .iter()
+        .filter_map(|e| trail::dissect::dissect(e.packet.as_ref()?).l4?.dport)
+        .collect();
+    assert_eq!(ports[0], 5000, "first seen with the original port");
+    assert!(
+        ports.contains(&6000),
+        "after DNAT (no socket on 6000: kfree_skb) the same journey shows port 6000: {ports:?}"
+    );
+}

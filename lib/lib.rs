@@ -7,6 +7,7 @@
 //! - [`dissect`], [`print`]: packets and events for people;
 //! - [`pcap_import`]: pcap/pcapng to stream;
 //! - [`capture`]: eBPF capture of packet events (trail-capture).
+//! - [`kfilter`]: pcap-filter expressions translated to eBPF for in-kernel selection.
 //! - [`filter`]: selecting events by expression (`trail-filter`).
 //! - [`journey`], [`sort`], [`track`], [`extsort`]: journeys (trail-sort, trail-track).
 //! - [`pcap_export`], [`pcap_import`]: stream to pcap/pcapng and back.
@@ -22,6 +23,7 @@ pub mod extsort;
 pub mod filter;
 pub mod fingerprint;
 pub mod journey;
+pub mod kfilter;
 pub mod pcap_export;
 pub mod pcap_import;
 pub mod print;

@@ -11,5 +11,7 @@ mod common;
 mod capture;
 #[path = "kernel/journeys.rs"]
 mod journeys;
+#[path = "kernel/kfilter.rs"]
+mod kfilter;
 #[path = "kernel/netns.rs"]
 mod netns;

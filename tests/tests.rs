@@ -5,5 +5,6 @@ mod common;
 mod dissect;
 mod filter;
 mod journeys;
+mod kfilter;
 mod stream;
 mod to_pcap;

@@ -94,21 +94,35 @@ impl Inputs {
     }
 
     /// Opens each input in turn as a frame reader.
-    pub fn readers(
-        &self,
-    ) -> impl Iterator<Item = anyhow::Result<Reader<Box<dyn io::BufRead>>>> + '_ {
+    pub fn readers(&self) -> impl Iterator<Item = anyhow::Result<InputReader>> + '_ {
         self.paths.iter().map(|path| open_reader(path))
     }
 
     /// Calls `each` with every frame of every input, in order, and the name of its input.
     pub fn for_each_frame(
         &self,
+        each: impl FnMut(&Frame, &str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.for_each_frame_live(each, || Ok(()))
+    }
+
+    /// Like [`Inputs::for_each_frame`], and calls `drained` whenever the next frame needs a read
+    /// that may block: live stages flush their output there (`capture | filter | print`).
+    pub fn for_each_frame_live(
+        &self,
         mut each: impl FnMut(&Frame, &str) -> anyhow::Result<()>,
+        mut drained: impl FnMut() -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let mut frame = Frame::default();
         for reader in self.readers() {
             let mut reader = reader?;
-            while reader.next_frame(&mut frame)? {
+            loop {
+                if reader.input_drained() {
+                    drained()?;
+                }
+                if !reader.next_frame(&mut frame)? {
+                    break;
+                }
                 each(&frame, reader.name())?;
             }
         }
@@ -116,18 +130,23 @@ impl Inputs {
     }
 }
 
+/// A frame reader over one buffered input (see [`open_reader`]).
+pub type InputReader = Reader<BufReader<Box<dyn io::Read>>>;
+
 /// Opens one input path (`-` for stdin) as a buffered frame reader.
-pub fn open_reader(path: &Path) -> anyhow::Result<Reader<Box<dyn io::BufRead>>> {
+pub fn open_reader(path: &Path) -> anyhow::Result<InputReader> {
     const BUFFER: usize = 256 * 1024;
     if path == Path::new("-") {
+        let stdin: Box<dyn io::Read> = Box::new(io::stdin());
         return Ok(Reader::new(
-            Box::new(BufReader::with_capacity(BUFFER, io::stdin())),
+            BufReader::with_capacity(BUFFER, stdin),
             "stdin",
         ));
     }
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file: Box<dyn io::Read> = Box::new(file);
     Ok(Reader::new(
-        Box::new(BufReader::with_capacity(BUFFER, file)),
+        BufReader::with_capacity(BUFFER, file),
         path.display().to_string(),
     ))
 }

@@ -224,6 +224,14 @@ impl<R: BufRead> Reader<R> {
     }
 }
 
+impl<T: io::Read> Reader<io::BufReader<T>> {
+    /// Whether everything read so far has been consumed, i.e. the next frame needs a read that
+    /// may block. Live stages flush their output then, so downstream sees each batch at once.
+    pub fn input_drained(&self) -> bool {
+        self.inner.buffer().is_empty()
+    }
+}
+
 /// Names what a non-trail input looks like, for the error message.
 pub fn sniff(start: &[u8]) -> &'static str {
     match start {

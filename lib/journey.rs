@@ -14,14 +14,13 @@
 //!   (unless they already carry one): an event without it comes from the header's host.
 
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use serde::Serialize;
 
 use crate::cli;
-use crate::codec::{self, Frame, FrameKind, RawMap, Reader};
+use crate::codec::{self, Frame, FrameKind, RawMap};
 use crate::error::{ErrorKind, StreamError, UsageError};
 use crate::event::{Clock, Header, Stage};
 
@@ -145,7 +144,7 @@ struct Section {
 }
 
 struct Input {
-    reader: Reader<Box<dyn BufRead>>,
+    reader: cli::InputReader,
     section: Section,
     /// Latest (largest) timestamp read from this input, on the output clock.
     latest: u64,

@@ -87,9 +87,13 @@ pub fn run(args: &PrintArgs) -> anyhow::Result<()> {
         headers: args.headers,
         journeys: args.journeys,
     };
-    let mut printer = Printer::new(io::stdout().lock(), options);
-    crate::cli::Inputs::new(&args.inputs)
-        .for_each_frame(|frame, input| printer.frame(frame, input))?;
+    let printer = std::cell::RefCell::new(Printer::new(io::stdout().lock(), options));
+    crate::cli::Inputs::new(&args.inputs).for_each_frame_live(
+        |frame, input| printer.borrow_mut().frame(frame, input),
+        // A live pipe (`trail-capture | trail-print`) shows events as they arrive.
+        || Ok(printer.borrow_mut().flush()?),
+    )?;
+    let mut printer = printer.into_inner();
     Ok(printer.flush()?)
 }
 

@@ -800,3 +800,43 @@ fn every_tool_has_help_and_version() {
         );
     }
 }
+
+/// A live pipe: a stage shows what it has read before its input ends (`trail-capture |
+/// trail-filter drop | trail-print` must not wait for 256 KiB of output).
+#[test]
+fn live_stages_flush_when_their_input_runs_dry() {
+    use std::io::{Read, Write};
+    let input = common::stream(
+        &common::header("trail-test", "h", 0),
+        &[common::event(7, "skb:kfree_skb", None)],
+    );
+    for (tool, args) in [
+        ("trail-print", vec!["--fields", "probe"]),
+        ("trail-filter", vec!["true"]),
+    ] {
+        let mut child = Command::new(bin(tool))
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&input).unwrap();
+        stdin.flush().unwrap();
+        // Read in a thread: a stage that does not flush would block this read until stdin closes.
+        let mut stdout = child.stdout.take().unwrap();
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut first = [0u8; 16];
+            let n = stdout.read(&mut first).unwrap_or(0);
+            let _ = send.send(n);
+        });
+        let got = receive.recv_timeout(std::time::Duration::from_secs(10));
+        drop(stdin);
+        let _ = child.wait();
+        assert!(
+            matches!(got, Ok(n) if n > 0),
+            "{tool} wrote nothing while its input stayed open"
+        );
+    }
+}

@@ -177,6 +177,13 @@ impl Sink {
         }
         Ok(())
     }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        match &mut self.out {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
+    }
 }
 
 /// What a header says that evaluation needs.
@@ -291,7 +298,14 @@ fn select(
     let mut context = SectionContext::default();
     for reader in inputs.readers() {
         let mut reader = reader?;
-        while reader.next_frame(&mut frame)? {
+        loop {
+            // Flush before a read that may block, so a live pipeline sees matches at once.
+            if reader.input_drained() {
+                sink.flush()?;
+            }
+            if !reader.next_frame(&mut frame)? {
+                break;
+            }
             let input = reader.name();
             match frame.kind {
                 FrameKind::Header => {

@@ -12,12 +12,13 @@ events=${1:-1000000}
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${TRAIL_BIN:-$here/../target/release}
 filter=$bin/trail-filter
-[ -x "$filter" ] || { echo "no $filter: run cargo build --release first" >&2; exit 1; }
+[ -x "$filter" ] && [ -x "$bin/examples/synth" ] ||
+    { echo "run cargo build --release --bins --examples first" >&2; exit 1; }
 
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 stream=$dir/stream.trail
-python3 "$here/make-stream.py" "$events" > "$stream"
+"$bin/examples/synth" "$events" 1 > "$stream"   # cargo build --release --examples
 cat "$stream" > /dev/null # warm the page cache
 echo "stream: $events events, $(( $(stat -c %s "$stream") / 1000000 )) MB"
 

@@ -6,11 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000000}
-cargo build --release --quiet --bin trail-to-pcap --bin trail-from-pcap --example gen-events
+cargo build --release --quiet --bin trail-to-pcap --bin trail-from-pcap --example synth
 bin=target/release
 out=bench/out
 mkdir -p "$out"
-"$bin/examples/gen-events" "$n" > "$out/events.trail"
+"$bin/examples/synth" "$n" 1 > "$out/events.trail"
 "$bin/trail-to-pcap" -o "$out/events.pcapng" "$out/events.trail"
 "$bin/trail-to-pcap" --format pcap -o "$out/events.pcap" "$out/events.trail"
 

@@ -391,7 +391,7 @@ impl RawMap {
     }
 
     /// The keys, in payload order. `payload` must be the one this map was parsed from.
-    pub fn keys<'p>(&'p self, payload: &'p [u8]) -> impl Iterator<Item = &'p str> + 'p {
+    pub fn keys<'a, 'p: 'a>(&'a self, payload: &'p [u8]) -> impl Iterator<Item = &'p str> + 'a {
         self.entries.iter().map(move |(k, _)| key_str(payload, k))
     }
 

@@ -222,6 +222,29 @@ pub struct Event {
     pub retval: Option<i64>,
 }
 
+impl Event {
+    /// How many sections this event has (its map's entry count when it holds no unknown ones).
+    pub fn section_count(&self) -> usize {
+        [
+            self.common.is_some(),
+            self.probe.is_some(),
+            self.packet.is_some(),
+            self.skb.is_some(),
+            self.dev.is_some(),
+            self.netns.is_some(),
+            self.drop.is_some(),
+            self.tracking.is_some(),
+            self.ct.is_some(),
+            self.nft.is_some(),
+            self.stack.is_some(),
+            self.retval.is_some(),
+        ]
+        .iter()
+        .filter(|&&present| present)
+        .count()
+    }
+}
+
 /// Section names of [`Event`], in stream order. Stages that index raw events use these.
 pub const SECTIONS: &[&str] = &[
     "common", "probe", "packet", "skb", "dev", "netns", "drop", "tracking", "ct", "nft", "stack",

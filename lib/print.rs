@@ -131,23 +131,32 @@ impl<W: Write> Printer<W> {
             FrameKind::Header => self.header(&codec::decode(frame, input)?)?,
             FrameKind::Event => {
                 let event: Event = codec::decode(frame, input)?;
-                let index =
-                    RawMap::parse(&frame.payload).map_err(|why| crate::error::StreamError {
-                        input: input.to_string(),
-                        offset: frame.offset,
-                        kind: crate::error::ErrorKind::Corrupt(why),
-                    })?;
-                let unknown: Vec<(&str, serde_json::Value)> = index
-                    .keys(&frame.payload)
-                    .filter(|key| !SECTIONS.contains(key))
-                    .filter_map(|key| {
-                        let bytes = index.get(&frame.payload, key)?;
-                        Some((
-                            key,
-                            rmp_serde::from_slice(bytes).unwrap_or(serde_json::Value::Null),
-                        ))
-                    })
-                    .collect();
+                // Index the raw map only when it holds more entries than the typed view knows:
+                // most events have no unknown section, and indexing costs a second pass.
+                let entries = rmp::decode::read_map_len(&mut &frame.payload[..]).unwrap_or(0);
+                let unknown: Vec<(&str, serde_json::Value)> = if entries as usize
+                    > event.section_count()
+                {
+                    let index =
+                        RawMap::parse(&frame.payload).map_err(|why| crate::error::StreamError {
+                            input: input.to_string(),
+                            offset: frame.offset,
+                            kind: crate::error::ErrorKind::Corrupt(why),
+                        })?;
+                    index
+                        .keys(&frame.payload)
+                        .filter(|key| !SECTIONS.contains(key))
+                        .filter_map(|key| {
+                            let bytes = index.get(&frame.payload, key)?;
+                            Some((
+                                key,
+                                rmp_serde::from_slice(bytes).unwrap_or(serde_json::Value::Null),
+                            ))
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 self.event_with(&event, &unknown)?
             }
             FrameKind::Lost => self.lost(&codec::decode(frame, input)?)?,

@@ -3,4 +3,5 @@
 
 mod common;
 mod dissect;
+mod parquet;
 mod stream;

@@ -805,11 +805,25 @@ fn truncated_inputs() -> Vec<(&'static str, Vec<u8>)> {
     let (input, _) = two_host_stream(2_000, 9);
     let mut corrupt_event = common::stream(&common::header("t", "h", 0), &[]);
     corrupt_event.extend_from_slice(b"E\x03\x00\x00\x00\x92\x01\x02");
+    // A well-formed map whose `skb` is not a map: only the full decode (in a worker) sees it.
+    let mut bad_section = common::stream(
+        &common::header("t", "h", 0),
+        &[common::event(1, "p", None), common::event(2, "p", None)],
+    );
+    let mut payload = Vec::new();
+    trail::codec::encode(
+        &json!({"common": {"timestamp": 3}, "skb": "not a map"}),
+        &mut payload,
+    );
+    bad_section.push(b'E');
+    bad_section.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bad_section.extend_from_slice(&payload);
     vec![
         ("json", b"{\"not\": \"a stream\"}\n".to_vec()),
         ("empty", Vec::new()),
         ("truncated", input[..input.len() * 2 / 3].to_vec()),
         ("corrupt event", corrupt_event),
+        ("bad section", bad_section),
     ]
 }
 

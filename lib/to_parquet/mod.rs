@@ -130,14 +130,17 @@ struct SectionInfo {
     realtime_offset_ns: i64,
 }
 
-/// One event waiting for its row group: the raw payload, indexed, with what routing needed.
+/// One event waiting for its row group: the raw payload with what routing needed. Kept small
+/// (the payload and a few words): up to `row-group-size + sort-window` of these wait per
+/// partition.
 struct Item {
     payload: Vec<u8>,
-    index: RawMap,
     offset: u64,
     section: Arc<SectionInfo>,
     time: Option<i64>,
     host: Option<Arc<str>>,
+    /// Probe name, read only when partitioning by probe.
+    probe: Option<Box<str>>,
 }
 
 impl Item {
@@ -340,7 +343,15 @@ struct Converter {
     metadata: RunMetadata,
 }
 
-/// Just the parts of an event's `probe` section routing needs.
+/// The parts of an event routing and ordering need; serde skips the other sections.
+#[derive(serde::Deserialize)]
+struct Routing {
+    #[serde(default)]
+    common: Option<Common>,
+    #[serde(default)]
+    probe: Option<ProbeName>,
+}
+
 #[derive(serde::Deserialize)]
 struct ProbeName {
     #[serde(default)]
@@ -403,12 +414,11 @@ impl Converter {
 
     /// Takes the event's payload out of `frame` and reads what routing and ordering need.
     fn item(&self, frame: &mut Frame, section: &Arc<SectionInfo>) -> anyhow::Result<Item> {
-        let input = &section.input;
         let payload = std::mem::take(&mut frame.payload);
-        let index = RawMap::parse(&payload).map_err(|why| corrupt(input, frame.offset, why))?;
-        let common: Option<Common> = codec::decode_section(&payload, &index, "common")
-            .transpose()
-            .map_err(|why| corrupt(input, frame.offset, format!("common section: {why}")))?;
+        // One pass that decodes `common` (and `probe`) and skips every other value.
+        let routing: Routing = rmp_serde::from_slice(&payload)
+            .map_err(|e| corrupt(&section.input, frame.offset, e.to_string()))?;
+        let common = routing.common;
         let time = common.as_ref().and_then(|c| {
             i64::try_from(i128::from(c.timestamp) + i128::from(section.realtime_offset_ns)).ok()
         });
@@ -417,13 +427,18 @@ impl Converter {
             Some(_) => None,
             None => section.host.clone(),
         };
+        let probe = if self.partition_by.contains(&PartitionKey::Probe) {
+            routing.probe.map(|p| p.name.into_boxed_str())
+        } else {
+            None
+        };
         Ok(Item {
             payload,
-            index,
             offset: frame.offset,
             section: section.clone(),
             time,
             host,
+            probe,
         })
     }
 
@@ -440,18 +455,7 @@ impl Converter {
                     )
                     .map(|t| t.format("%Y-%m-%d").to_string())
                 }),
-                PartitionKey::Probe => {
-                    codec::decode_section::<ProbeName>(&item.payload, &item.index, "probe")
-                        .transpose()
-                        .map_err(|why| {
-                            corrupt(
-                                &item.section.input,
-                                item.offset,
-                                format!("probe section: {why}"),
-                            )
-                        })?
-                        .map(|p| p.name)
-                }
+                PartitionKey::Probe => item.probe.as_deref().map(str::to_string),
             };
             if !dir.is_empty() {
                 dir.push('/');
@@ -838,17 +842,18 @@ fn decode_row(item: Item) -> Result<Row, StreamError> {
     let input = &item.section.input;
     let event: Event = rmp_serde::from_slice(&item.payload)
         .map_err(|e| corrupt(input, item.offset, e.to_string()))?;
+    let index = RawMap::parse(&item.payload).map_err(|why| corrupt(input, item.offset, why))?;
     let probe_kind = match &event.probe {
         None => None,
         Some(p) if p.kind != ProbeKind::Unknown => Some(Cow::Borrowed(kind_name(p.kind))),
-        Some(_) => codec::decode_section::<ProbeKindText>(&item.payload, &item.index, "probe")
+        Some(_) => codec::decode_section::<ProbeKindText>(&item.payload, &index, "probe")
             .and_then(Result::ok)
             .map(|p| Cow::Owned(p.kind)),
     };
     let dissection = event.packet.as_ref().map(crate::dissect::dissect);
     let mut extra: Option<serde_json::Map<String, serde_json::Value>> = None;
-    for key in item.index.keys().filter(|k| !SECTIONS.contains(k)) {
-        let bytes = item.index.get(&item.payload, key).unwrap_or_default();
+    for key in index.keys().filter(|k| !SECTIONS.contains(k)) {
+        let bytes = index.get(&item.payload, key).unwrap_or_default();
         let value = rmp_serde::from_slice::<serde_json::Value>(bytes)
             .unwrap_or_else(|_| serde_json::json!({ "$msgpack": crate::event::hex(bytes) }));
         extra

@@ -6,5 +6,6 @@ mod dissect;
 mod filter;
 mod journeys;
 mod kfilter;
+mod parquet;
 mod stream;
 mod to_pcap;

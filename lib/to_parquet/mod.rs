@@ -13,9 +13,10 @@
 //!   boundaries, so a file is globally sorted when the input's disorder is smaller than the
 //!   window (per-CPU ring buffers give small disorder); `trail.sorted` in the metadata says
 //!   `file` or `row-group`.
-//! - Memory is bounded, whatever the input size: at most `row-group-size + sort-window` events
-//!   wait per partition, at most `threads` row groups are being encoded, and with partitions
-//!   the events waiting across all partitions are capped (the largest is flushed early).
+//! - Memory is bounded, whatever the input size: at most `row-group-size + sort-window` raw
+//!   events wait per partition, at most `threads` row groups are being encoded (each decoded
+//!   [`SLICE`] events at a time), and with partitions the events waiting across all partitions
+//!   are capped (the largest is flushed early).
 //!
 //! Pipeline: the reading thread frames events, reads only their `common` (and `probe`) sections
 //! to route and order them, and hands whole row groups to a rayon pool; a worker decodes the
@@ -99,8 +100,9 @@ pub struct ParquetArgs {
     /// the files.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "KEYS")]
     pub partition_by: Vec<PartitionKey>,
-    /// Events per row group. Memory grows with it (a row group is held while it is encoded).
-    #[arg(long, default_value_t = 131_072, value_name = "N")]
+    /// Events per row group. Memory grows with it: a row group's raw events are held while it
+    /// is encoded.
+    #[arg(long, default_value_t = 65_536, value_name = "N")]
     pub row_group_size: usize,
     /// Encoding threads, and the number of row groups encoded at once (default: CPUs). 1
     /// encodes on the reading thread, with no overlap.
@@ -130,14 +132,17 @@ struct SectionInfo {
     realtime_offset_ns: i64,
 }
 
-/// One event waiting for its row group: the raw payload, indexed, with what routing needed.
+/// One event waiting for its row group: the raw payload with what routing needed. Kept small
+/// (the payload and a few words): up to `row-group-size + sort-window` of these wait per
+/// partition.
 struct Item {
     payload: Vec<u8>,
-    index: RawMap,
     offset: u64,
     section: Arc<SectionInfo>,
     time: Option<i64>,
     host: Option<Arc<str>>,
+    /// Probe name, read only when partitioning by probe.
+    probe: Option<Box<str>>,
 }
 
 impl Item {
@@ -340,7 +345,15 @@ struct Converter {
     metadata: RunMetadata,
 }
 
-/// Just the parts of an event's `probe` section routing needs.
+/// The parts of an event routing and ordering need; serde skips the other sections.
+#[derive(serde::Deserialize)]
+struct Routing {
+    #[serde(default)]
+    common: Option<Common>,
+    #[serde(default)]
+    probe: Option<ProbeName>,
+}
+
 #[derive(serde::Deserialize)]
 struct ProbeName {
     #[serde(default)]
@@ -403,12 +416,11 @@ impl Converter {
 
     /// Takes the event's payload out of `frame` and reads what routing and ordering need.
     fn item(&self, frame: &mut Frame, section: &Arc<SectionInfo>) -> anyhow::Result<Item> {
-        let input = &section.input;
         let payload = std::mem::take(&mut frame.payload);
-        let index = RawMap::parse(&payload).map_err(|why| corrupt(input, frame.offset, why))?;
-        let common: Option<Common> = codec::decode_section(&payload, &index, "common")
-            .transpose()
-            .map_err(|why| corrupt(input, frame.offset, format!("common section: {why}")))?;
+        // One pass that decodes `common` (and `probe`) and skips every other value.
+        let routing: Routing = rmp_serde::from_slice(&payload)
+            .map_err(|e| corrupt(&section.input, frame.offset, e.to_string()))?;
+        let common = routing.common;
         let time = common.as_ref().and_then(|c| {
             i64::try_from(i128::from(c.timestamp) + i128::from(section.realtime_offset_ns)).ok()
         });
@@ -417,13 +429,18 @@ impl Converter {
             Some(_) => None,
             None => section.host.clone(),
         };
+        let probe = if self.partition_by.contains(&PartitionKey::Probe) {
+            routing.probe.map(|p| p.name.into_boxed_str())
+        } else {
+            None
+        };
         Ok(Item {
             payload,
-            index,
             offset: frame.offset,
             section: section.clone(),
             time,
             host,
+            probe,
         })
     }
 
@@ -440,18 +457,7 @@ impl Converter {
                     )
                     .map(|t| t.format("%Y-%m-%d").to_string())
                 }),
-                PartitionKey::Probe => {
-                    codec::decode_section::<ProbeName>(&item.payload, &item.index, "probe")
-                        .transpose()
-                        .map_err(|why| {
-                            corrupt(
-                                &item.section.input,
-                                item.offset,
-                                format!("probe section: {why}"),
-                            )
-                        })?
-                        .map(|p| p.name)
-                }
+                PartitionKey::Probe => item.probe.as_deref().map(str::to_string),
             };
             if !dir.is_empty() {
                 dir.push('/');
@@ -777,40 +783,49 @@ struct Job {
     row_group: usize,
 }
 
+/// Events decoded at once within a row group: the decoded rows of one slice are what a worker
+/// holds beyond the raw payloads, so this (not the row-group size) bounds their memory.
+const SLICE: usize = 8192;
+
 impl Job {
-    /// Decodes the events, builds the columns and encodes them, columns in parallel.
+    /// Decodes the events slice by slice, builds the columns of each slice and feeds them to
+    /// the row group's column writers (columns in parallel), then closes the writers.
     fn encode(self) -> anyhow::Result<Vec<ArrowColumnChunk>> {
-        let rows: Vec<Row> = self
-            .items
-            .into_par_iter()
-            .with_min_len(1024)
-            .map(decode_row)
-            .collect::<Result<_, StreamError>>()?;
         let mut writers = self.factory.create_column_writers(self.row_group)?;
         // Group the leaf writers by top-level column (a struct column has several leaves).
         let mut groups: Vec<Vec<_>> = (0..self.columns.len()).map(|_| Vec::new()).collect();
-        for (leaf, writer) in writers.drain(..).enumerate().rev() {
+        for (leaf, writer) in writers.drain(..).enumerate() {
             groups[self.descriptor.get_column_root_idx(leaf)].push(writer);
         }
-        let chunks: Vec<Vec<ArrowColumnChunk>> = groups
-            .into_par_iter()
-            .enumerate()
-            .map(
-                |(i, mut writers)| -> anyhow::Result<Vec<ArrowColumnChunk>> {
-                    writers.reverse();
+        let mut items = self.items.into_iter();
+        loop {
+            // Taking the slice out of the iterator frees each payload once it is decoded.
+            let slice: Vec<Item> = items.by_ref().take(SLICE).collect();
+            if slice.is_empty() {
+                break;
+            }
+            let rows: Vec<Row> = slice
+                .into_par_iter()
+                .with_min_len(512)
+                .map(decode_row)
+                .collect::<Result<_, StreamError>>()?;
+            groups.par_iter_mut().enumerate().try_for_each(
+                |(i, writers)| -> anyhow::Result<()> {
                     let array = (self.columns[i].build)(&rows);
                     let field = self.schema.field(i);
                     for (writer, leaf) in writers.iter_mut().zip(compute_leaves(field, &array)?) {
                         writer.write(&leaf)?;
                     }
-                    Ok(writers
-                        .into_iter()
-                        .map(|w| w.close())
-                        .collect::<Result<_, _>>()?)
+                    Ok(())
                 },
-            )
-            .collect::<anyhow::Result<_>>()?;
-        Ok(chunks.into_iter().flatten().collect())
+            )?;
+        }
+        let chunks = groups
+            .into_iter()
+            .flatten()
+            .map(|writer| writer.close())
+            .collect::<Result<_, _>>()?;
+        Ok(chunks)
     }
 }
 
@@ -827,6 +842,27 @@ fn kind_name(kind: ProbeKind) -> &'static str {
     }
 }
 
+/// How many sections of [`SECTIONS`] the event holds.
+fn known_sections(event: &Event) -> usize {
+    [
+        event.common.is_some(),
+        event.probe.is_some(),
+        event.packet.is_some(),
+        event.skb.is_some(),
+        event.dev.is_some(),
+        event.netns.is_some(),
+        event.drop.is_some(),
+        event.tracking.is_some(),
+        event.ct.is_some(),
+        event.nft.is_some(),
+        event.stack.is_some(),
+        event.retval.is_some(),
+    ]
+    .into_iter()
+    .filter(|&present| present)
+    .count()
+}
+
 /// The raw `kind` of a probe section, for kinds this build does not know.
 #[derive(serde::Deserialize)]
 struct ProbeKindText {
@@ -838,21 +874,38 @@ fn decode_row(item: Item) -> Result<Row, StreamError> {
     let input = &item.section.input;
     let event: Event = rmp_serde::from_slice(&item.payload)
         .map_err(|e| corrupt(input, item.offset, e.to_string()))?;
+    // Keys of a map are unique: when it holds as many entries as the event has known sections,
+    // there is no unknown section and no need to index the payload (most events).
+    let entries = rmp::decode::read_map_len(&mut item.payload.as_slice()).unwrap_or(u32::MAX);
+    let unknown_kind = event
+        .probe
+        .as_ref()
+        .is_some_and(|p| p.kind == ProbeKind::Unknown);
+    let index = if entries as usize != known_sections(&event) || unknown_kind {
+        Some(RawMap::parse(&item.payload).map_err(|why| corrupt(input, item.offset, why))?)
+    } else {
+        None
+    };
     let probe_kind = match &event.probe {
         None => None,
         Some(p) if p.kind != ProbeKind::Unknown => Some(Cow::Borrowed(kind_name(p.kind))),
-        Some(_) => codec::decode_section::<ProbeKindText>(&item.payload, &item.index, "probe")
+        Some(_) => index
+            .as_ref()
+            .and_then(|index| codec::decode_section::<ProbeKindText>(&item.payload, index, "probe"))
             .and_then(Result::ok)
             .map(|p| Cow::Owned(p.kind)),
     };
     let dissection = event.packet.as_ref().map(crate::dissect::dissect);
     let mut extra: Option<serde_json::Map<String, serde_json::Value>> = None;
-    for key in item
-        .index
-        .keys(&item.payload)
+    for key in index
+        .iter()
+        .flat_map(|i| i.keys(&item.payload))
         .filter(|k| !SECTIONS.contains(k))
     {
-        let bytes = item.index.get(&item.payload, key).unwrap_or_default();
+        let bytes = index
+            .as_ref()
+            .and_then(|i| i.get(&item.payload, key))
+            .unwrap_or_default();
         let value = rmp_serde::from_slice::<serde_json::Value>(bytes)
             .unwrap_or_else(|_| serde_json::json!({ "$msgpack": crate::event::hex(bytes) }));
         extra

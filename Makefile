@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages the build and the tests need (checked one by one, installed when missing).
 DEB_PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config libpcap-dev make \
-	tcpdump tshark nftables bpftool iproute2 iputils-ping jq python3 time
+	tcpdump tshark nftables bpftool iproute2 iputils-ping jq python3 python3-venv time
 
 .PHONY: all deps build release test test-unit test-kernel lint run schemas bench bench-capture clean
 
@@ -29,7 +29,9 @@ lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
+# DuckDB and pyarrow (interop tests) come from PyPI into target/interop-venv, once.
 test-unit: build
+	tests/interop/setup.sh >/dev/null
 	$(CARGO) test --lib --test tests
 
 # Kernel tests need root, BPF and network namespaces. Under CI=true they must run (the test

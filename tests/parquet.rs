@@ -1,7 +1,7 @@
 //! trail-to-parquet through the real binary: every event field read back with the parquet crate,
 //! file metadata (dictionaries, statistics, page indexes, sort order), Hive datasets and append,
 //! bad and truncated input, and interop with DuckDB and pyarrow from PyPI (the queries of
-//! docs/parquet.md, checked against numbers computed here from the events).
+//! README.md, checked against numbers computed here from the events).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -908,10 +908,10 @@ fn interop_python() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
 }
 
-/// The SQL blocks of docs/parquet.md's "Analyse with SQL" section, in order.
+/// The SQL blocks of README.md's "Analyse with SQL" section, in order.
 fn doc_queries() -> Vec<String> {
-    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/parquet.md"))
-        .expect("docs/parquet.md");
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
     let section = doc
         .split("## Analyse with SQL")
         .nth(1)

@@ -517,7 +517,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let mut child_status = None;
     loop {
-        let polled = ring.poll(POLL_TIMEOUT);
+        // The programs wake the reader only once a batch is waiting, and a poll that times out
+        // consumes nothing: drain whatever is there after every poll, so a quiet capture's
+        // events leave within POLL_TIMEOUT.
+        let polled = ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume());
         if let Some(err) = sink.borrow_mut().error.take() {
             return Err(err);
         }

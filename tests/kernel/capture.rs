@@ -909,3 +909,49 @@ fn wildcards_attach_many_probes_quickly() {
         listed.len()
     );
 }
+
+/// A quiet capture into a pipe delivers each event while it runs, not at exit: a few packets
+/// never fill the wakeup batch, so the reader must drain the ring on its own poll interval.
+#[test]
+fn quiet_capture_delivers_events_while_running() {
+    if !require_root("quiet_capture_delivers_events_while_running") {
+        return;
+    }
+    let pair = Pair::new("live");
+    let mut child = Command::new(bin("trail-capture"))
+        .args(["--duration", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start trail-capture");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    // Header first: then the probes are attached.
+    let mut header = [0u8; 8];
+    stdout.read_exact(&mut header).expect("stream magic");
+    std::thread::sleep(Duration::from_millis(300));
+    sh(&format!("{} ping -c 1 -W 1 192.0.2.2", Pair::exec(&pair.a)));
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Read until an event frame's tag shows up (after the header frame).
+        let mut buf = [0u8; 4096];
+        let mut seen = Vec::new();
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if contains(&seen, &[192, 0, 2, 2]) {
+                let _ = send.send(true);
+                return;
+            }
+        }
+        let _ = send.send(false);
+    });
+    let live = receive
+        .recv_timeout(Duration::from_secs(3))
+        .unwrap_or(false);
+    // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = child.wait();
+    assert!(live, "no event reached the pipe within 3 s of the packet");
+}

@@ -397,3 +397,17 @@ pub fn run_front(args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
     });
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
+
+/// Whether stdout is a pipe or socket whose reading end has gone (`trail-capture | head -c 100`
+/// after head exits). A producer that may stay quiet for a long time checks this between
+/// batches: otherwise it would only learn of the broken pipe at its next write.
+pub fn stdout_reader_gone() -> bool {
+    let mut fds = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd on the stack, count 1, zero timeout (never blocks).
+    let ready = unsafe { libc::poll(&mut fds, 1, 0) };
+    ready > 0 && fds.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}

@@ -533,6 +533,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             report_lost(&skel, &sink, &mut last_stats)?;
         }
         sink.borrow_mut().output.flush()?;
+        if cli::stdout_reader_gone() {
+            // Same as a write failing with EPIPE: stop quietly, probes detached below.
+            break;
+        }
         if STOP.load(Ordering::Relaxed)
             || sink.borrow().done()
             || deadline.is_some_and(|d| Instant::now() >= d)

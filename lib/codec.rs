@@ -406,21 +406,46 @@ impl RawMap {
     /// Re-encodes the map with `key` set to the already-encoded `value` (replaced in place, or
     /// appended). Every other entry is copied byte for byte.
     pub fn with_entry(&self, payload: &[u8], key: &str, value: &[u8], out: &mut Vec<u8>) {
+        self.splice(
+            payload,
+            out,
+            |name, _, out| {
+                let hit = name == key;
+                if hit {
+                    out.extend_from_slice(value);
+                }
+                hit
+            },
+            &[(key, value)],
+        );
+    }
+
+    /// Re-encodes the map into `out`: for each entry, `replace(key, value, out)` may write a new
+    /// encoded value into `out` and return true; otherwise the value is copied byte for byte.
+    /// Entries of `add` whose key is absent are appended, in order.
+    pub fn splice(
+        &self,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        mut replace: impl FnMut(&str, &[u8], &mut Vec<u8>) -> bool,
+        add: &[(&str, &[u8])],
+    ) {
         out.clear();
-        let replaced = self.get(payload, key).is_some();
-        let count = self.entries.len() + usize::from(!replaced);
+        let added: Vec<&(&str, &[u8])> = add
+            .iter()
+            .filter(|(key, _)| self.get(payload, key).is_none())
+            .collect();
         // Writing into a Vec cannot fail.
-        let _ = rmp::encode::write_map_len(out, count as u32);
+        let _ = rmp::encode::write_map_len(out, (self.entries.len() + added.len()) as u32);
         for (k, range) in &self.entries {
             let name = key_str(payload, k);
+            let value = &payload[range.clone()];
             let _ = rmp::encode::write_str(out, name);
-            if name == key {
+            if !replace(name, value, out) {
                 out.extend_from_slice(value);
-            } else {
-                out.extend_from_slice(&payload[range.clone()]);
             }
         }
-        if !replaced {
+        for (key, value) in added {
             let _ = rmp::encode::write_str(out, key);
             out.extend_from_slice(value);
         }

@@ -466,22 +466,19 @@ pub fn splice_map(
     mut replace: impl FnMut(&str, &[u8]) -> Option<Vec<u8>>,
     add: &[(&str, Vec<u8>)],
 ) {
-    out.clear();
-    let keys: Vec<&str> = map.keys(payload).collect();
-    let added: Vec<&(&str, Vec<u8>)> = add.iter().filter(|(k, _)| !keys.contains(k)).collect();
-    let _ = rmp::encode::write_map_len(out, (keys.len() + added.len()) as u32);
-    for key in keys {
-        let value = map.get(payload, key).unwrap_or_default();
-        let _ = rmp::encode::write_str(out, key);
-        match replace(key, value) {
-            Some(new) => out.extend_from_slice(&new),
-            None => out.extend_from_slice(value),
-        }
-    }
-    for (key, value) in added {
-        let _ = rmp::encode::write_str(out, key);
-        out.extend_from_slice(value);
-    }
+    let add: Vec<(&str, &[u8])> = add.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    map.splice(
+        payload,
+        out,
+        |key, value, out| match replace(key, value) {
+            Some(new) => {
+                out.extend_from_slice(&new);
+                true
+            }
+            None => false,
+        },
+        &add,
+    );
 }
 
 /// `common.timestamp` of an event, if it has one.

@@ -40,6 +40,9 @@ const volatile __u32 collectors = 0xffffffff;
 const volatile __u32 record_max = sizeof(struct trail_event) + 256 + TRAIL_STACK_BYTES;
 /* Wake the reader only when this much data waits (it also polls on a timer). */
 const volatile __u64 wakeup_bytes = 1 << 20;
+/* Selection (TRAIL_SEL_*): which filters run before an event is built, see selected(). */
+const volatile __u32 selectors = 0;
+const volatile __u32 select_pid = 0;
 
 /* Dummy globals so the skeleton emits these types for user space (STYLE.md point 6). */
 struct trail_event trail_event_type = {};
@@ -312,6 +315,80 @@ static __always_inline void collect_netns(struct trail_event *ev, struct sk_buff
 	}
 }
 
+/*
+ * Placeholders for the filters the user gives (-f, -m). User space replaces their bodies, when
+ * the program is loaded, with eBPF translated from the expressions (lib/capture/splice.rs finds
+ * them by their BTF names). noinline keeps each one a BPF function of its own, with its own BTF
+ * func info and stack frame, which is what the translations are; the empty asm keeps the
+ * compiler from assuming what they return. When no filter is given, `selectors` is 0 and the
+ * verifier prunes the calls.
+ *
+ * trail_filter_l2/l3: the -f expression compiled for Ethernet / raw IP. `data` is the first
+ * byte, `caplen` how many bytes may be read from it, `wirelen` the packet's length from there.
+ * trail_meta: the -m expression on the skb's fields. Each returns non-zero to keep the packet.
+ */
+static __noinline __u32 trail_filter_l2(void *data, __u32 caplen, __u32 wirelen)
+{
+	__u32 verdict = 1;
+
+	asm volatile("" : "+r"(verdict) : "r"(data), "r"(caplen), "r"(wirelen));
+	return verdict;
+}
+
+static __noinline __u32 trail_filter_l3(void *data, __u32 caplen, __u32 wirelen)
+{
+	__u32 verdict = 3;
+
+	asm volatile("" : "+r"(verdict) : "r"(data), "r"(caplen), "r"(wirelen));
+	return verdict;
+}
+
+static __noinline __u32 trail_meta(struct sk_buff *skb)
+{
+	__u32 verdict = 5;
+
+	asm volatile("" : "+r"(verdict) : "r"(skb));
+	return verdict;
+}
+
+/* The packet already matched, earlier in its journey: its tracking entry exists. Entries are
+ * only made for packets that were emitted, so a hit means "selected before". */
+static __always_inline bool followed(__u64 head, __u64 addr, __u64 fp)
+{
+	struct trail_track *known = bpf_map_lookup_elem(&track_heads, &head);
+
+	if (known && known->fingerprint == fp)
+		return true;
+	known = bpf_map_lookup_elem(&track_skbs, &addr);
+	return known && known->fingerprint == fp;
+}
+
+/*
+ * Whether to emit an event for this hit. Order: a followed packet passes (its id was selected
+ * before, even if NAT or encapsulation changed it since); then the cheap checks (pid), then the
+ * skb predicate, then the packet filter on the bytes from `start`. A packet without a network
+ * header cannot be judged by an L3 filter and is left out.
+ */
+static __always_inline bool selected(struct sk_buff *skb, unsigned char *head,
+				     unsigned char *start, bool l3, bool has_net, __u32 linear,
+				     __u32 pkt_len, __u64 fp)
+{
+	if ((selectors & TRAIL_SEL_FOLLOW) && followed((__u64)head, (__u64)skb, fp))
+		return true;
+	if ((selectors & TRAIL_SEL_PID) && (bpf_get_current_pid_tgid() >> 32) != select_pid)
+		return false;
+	if ((selectors & TRAIL_SEL_META) && !trail_meta(skb))
+		return false;
+	if (selectors & TRAIL_SEL_PACKET) {
+		if (!l3)
+			return trail_filter_l2(start, linear, pkt_len) != 0;
+		if (!has_net)
+			return false;
+		return trail_filter_l3(start, linear, pkt_len) != 0;
+	}
+	return true;
+}
+
 static __always_inline void count_lost(struct trail_probe_stats *stats)
 {
 	__sync_fetch_and_add(&stats->lost, 1);
@@ -326,10 +403,11 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	struct skb_shared_info *shinfo;
 	struct net_device *dev;
 	unsigned char *head, *data, *start = NULL;
-	__u32 *level, slot, size, caplen = 0, flags = 0, dataref = 0;
-	__u16 mac, net, protocol;
-	__u64 pid_tgid, fp = 0;
-	bool frees;
+	__u32 *level, slot, size, caplen = 0, flags = 0, dataref = 0, len, data_len;
+	__u16 mac, net, protocol, dev_type;
+	__u64 pid_tgid, fp = 0, linear = 0;
+	long pkt_len;
+	bool frees, l3 = false;
 	void *buf;
 
 	if (!skb || probe >= TRAIL_MAX_PROBES)
@@ -341,6 +419,42 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	__sync_fetch_and_add(&stats->hits, 1);
 	flags = config->flags;
 	frees = flags & TRAIL_PROBE_FREES;
+
+	head = BPF_CORE_READ(skb, head);
+	data = BPF_CORE_READ(skb, data);
+	len = BPF_CORE_READ(skb, len);
+	data_len = BPF_CORE_READ(skb, data_len);
+	protocol = bswap16(BPF_CORE_READ(skb, protocol));
+	mac = BPF_CORE_READ(skb, mac_header);
+	net = BPF_CORE_READ(skb, network_header);
+	dev = BPF_CORE_READ(skb, dev);
+	dev_type = dev ? BPF_CORE_READ(dev, type) : 0;
+
+	/* Where the packet's bytes start: at L2 when a MAC header was set before the network
+	 * header on an Ethernet-like device; else at the network header (raw IP); else at
+	 * skb->data. The filters and the packet collector see the same bytes. */
+	if (mac != 0xffff && mac < net && net != 0xffff &&
+	    (dev_type == ARPHRD_ETHER || dev_type == ARPHRD_LOOPBACK)) {
+		start = head + mac;
+	} else {
+		start = net != 0xffff ? head + net : data;
+		l3 = true;
+	}
+	pkt_len = (long)len + (long)(data - start);
+	if (pkt_len < 0)
+		pkt_len = 0;
+	{
+		unsigned char *tail = data + (len - data_len);
+
+		if (tail > start)
+			linear = tail - start;
+		if (linear > (__u64)pkt_len)
+			linear = pkt_len;
+	}
+	if (collectors & TRAIL_C_TRACKING)
+		fp = fingerprint(head, data, mac, net, protocol, len);
+	if (selectors && !selected(skb, head, start, l3, net != 0xffff, linear, pkt_len, fp))
+		return 0;
 
 	slot = 0;
 	level = bpf_map_lookup_elem(&nesting, &slot);
@@ -369,16 +483,10 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	ev->tid = (__u32)pid_tgid;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 
-	head = BPF_CORE_READ(skb, head);
-	data = BPF_CORE_READ(skb, data);
 	ev->head = (__u64)head;
-	ev->len = BPF_CORE_READ(skb, len);
-	ev->data_len = BPF_CORE_READ(skb, data_len);
-	protocol = bswap16(BPF_CORE_READ(skb, protocol));
+	ev->len = len;
+	ev->data_len = data_len;
 	ev->protocol = protocol;
-	mac = BPF_CORE_READ(skb, mac_header);
-	net = BPF_CORE_READ(skb, network_header);
-	dev = BPF_CORE_READ(skb, dev);
 	shinfo = (struct skb_shared_info *)(head + BPF_CORE_READ(skb, end));
 	dataref = BPF_CORE_READ(shinfo, dataref.counter);
 
@@ -416,37 +524,13 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	}
 	if (collectors & TRAIL_C_CT)
 		collect_ct(ev, skb);
-	if (collectors & TRAIL_C_TRACKING) {
-		fp = fingerprint(head, data, mac, net, protocol, ev->len);
+	if (collectors & TRAIL_C_TRACKING)
 		track(ev, fp, frees, dataref);
-	}
 
 	if (collectors & TRAIL_C_PACKET) {
-		__u16 dev_type = dev ? BPF_CORE_READ(dev, type) : 0;
-		unsigned char *tail = data + (ev->len - ev->data_len);
-		__u64 linear = 0;
-		long pkt_len;
-
-		/* L2 when a MAC header was set before the network header on an Ethernet-like
-		 * device; else from the network header (raw IP); else from skb->data. */
-		if (mac != 0xffff && mac < net && net != 0xffff &&
-		    (dev_type == ARPHRD_ETHER || dev_type == ARPHRD_LOOPBACK)) {
-			start = head + mac;
-		} else if (net != 0xffff) {
-			start = head + net;
+		if (l3)
 			ev->flags |= TRAIL_F_L3;
-		} else {
-			start = data;
-			ev->flags |= TRAIL_F_L3;
-		}
-		pkt_len = (long)ev->len + (long)(data - start);
-		if (pkt_len < 0)
-			pkt_len = 0;
 		ev->pkt_len = pkt_len;
-		if (tail > start)
-			linear = tail - start;
-		if (linear > (__u64)pkt_len)
-			linear = pkt_len;
 		/* Keep the clamps separate instructions: the verifier needs caplen <= snaplen. */
 		barrier_var(linear);
 		if (linear > snaplen)

@@ -15,3 +15,5 @@ mod journeys;
 mod kfilter;
 #[path = "kernel/netns.rs"]
 mod netns;
+#[path = "kernel/select.rs"]
+mod select;

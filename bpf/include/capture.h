@@ -40,6 +40,12 @@
 #define TRAIL_PROBE_FREES (1U << 1)   /* the skb is freed at this tracepoint: end tracking */
 
 /* Collector switches (rodata `collectors`). */
+/* Selectors (`selectors` in rodata): which filters run before an event is built. */
+#define TRAIL_SEL_PACKET (1U << 0) /* -f: trail_filter_l2/l3 */
+#define TRAIL_SEL_META (1U << 1)   /* -m and its shortcuts: trail_meta */
+#define TRAIL_SEL_PID (1U << 2)    /* --pid: select_pid */
+#define TRAIL_SEL_FOLLOW (1U << 3) /* a packet selected once stays selected (tracking) */
+
 #define TRAIL_C_SKB (1U << 0)
 #define TRAIL_C_DEV (1U << 1)
 #define TRAIL_C_NETNS (1U << 2)

@@ -18,6 +18,8 @@ pub mod bpf;
 pub mod kernel;
 pub mod probe;
 pub mod record;
+pub mod select;
+pub mod splice;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -127,9 +129,50 @@ pub struct Args {
         default_value = "skb,dev,netns,ct,tracking,packet"
     )]
     pub collectors: Vec<Collector>,
+    /// Keep only packets matching this pcap-filter(7) expression (as tcpdump takes), judged
+    /// in the kernel before an event is made. Packets that have only a network header yet are
+    /// judged as raw IP.
+    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Keep only packets whose skb fields match EXPR, e.g. `skb.mark == 0x10`,
+    /// `skb.dev.name == "veth0"`, `skb.len > 1000 && !(skb.pkt_type == 0)` (fields from the
+    /// kernel's BTF; see docs/filter.md). Repeatable: all must hold.
+    #[arg(short = 'm', long = "meta", value_name = "EXPR")]
+    pub meta: Vec<String>,
+    /// Keep only packets on this interface (skb.dev.name).
+    #[arg(long, value_name = "NAME")]
+    pub ifname: Option<String>,
+    /// Keep only packets with this mark: VALUE or VALUE/MASK.
+    #[arg(long, value_name = "VALUE[/MASK]")]
+    pub mark: Option<String>,
+    /// Keep only packets whose device is in this network namespace: a name under /run/netns,
+    /// a path such as /proc/PID/ns/net, or the inode number.
+    #[arg(long, value_name = "NETNS")]
+    pub netns: Option<String>,
+    /// Keep only events of this process id (the task running when the probe fires).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Judge each event on its own. By default a packet selected once is followed (by its
+    /// tracking id) even after NAT or encapsulation makes it no longer match.
+    #[arg(long)]
+    pub no_follow: bool,
     /// Report on stderr what is loaded and attached, and how long it took.
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+impl Args {
+    fn selection_options(&self) -> select::Options {
+        select::Options {
+            filter: self.filter.clone(),
+            meta: self.meta.clone(),
+            ifname: self.ifname.clone(),
+            mark: self.mark.clone(),
+            netns: self.netns.clone(),
+            pid: self.pid,
+            no_follow: self.no_follow,
+        }
+    }
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -358,8 +401,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         probe::enum_names(&btf, "tcp_conntrack", "TCP_CONNTRACK_"),
         kallsyms,
     );
-    drop(btf);
     let collectors = args.collectors.iter().fold(0, |mask, c| mask | c.bit());
+    let selection = select::Selection::build(
+        &args.selection_options(),
+        &btf,
+        collectors & C_TRACKING != 0,
+        &mut |warning| eprintln!("trail-capture: warning: {warning}"),
+    )?;
+    drop(btf);
     let output = Output::create(args.output.as_deref())?;
     let text = output.is_text();
 
@@ -367,6 +416,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let record_max = std::mem::size_of::<types::trail_event>() as u32 + args.snaplen + STACK_BYTES;
     let cpus = libbpf_rs::num_possible_cpus().context("cannot count CPUs")? as u32;
+    splice::register().map_err(anyhow::Error::msg)?;
     let mut storage = MaybeUninit::uninit();
     let mut open = bpf::CaptureSkelBuilder::default()
         .open(&mut storage)
@@ -381,6 +431,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rodata.collectors = collectors;
         rodata.record_max = record_max;
         rodata.wakeup_bytes = (args.buffer_size / 8).min(1 << 20);
+        rodata.selectors = selection.selectors;
+        rodata.select_pid = selection.pid;
     }
     open.maps.events.set_max_entries(args.buffer_size as u32)?;
     open.maps.scratch.set_value_size(record_max)?;
@@ -389,7 +441,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let name = program.name().to_string_lossy().into_owned();
         program.set_autoload(programs.contains(&name));
     }
-    let skel = open.load().context("cannot load the BPF programs")?;
+    splice::install(selection.bodies(open.open_object_mut())?);
+    let skel = open.load();
+    let splice_error = splice::clear();
+    let skel = match (skel, splice_error) {
+        (Ok(skel), _) => skel,
+        (Err(err), Some(splice)) => return Err(err).context(splice),
+        (Err(err), None) if selection.selectors != 0 => {
+            return Err(err).context(format!(
+                "cannot load the BPF programs with the filters ({})",
+                selection.describe()
+            ))
+        }
+        (Err(err), None) => return Err(err).context("cannot load the BPF programs"),
+    };
     let loaded = started.elapsed();
     for probe in &probes {
         let mut config = [0u8; 8];
@@ -438,6 +503,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             loaded.as_secs_f64() * 1e3,
             (attached - loaded).as_secs_f64() * 1e3
         );
+        if selection.selectors != 0 {
+            eprintln!("trail-capture: selection: {}", selection.describe());
+        }
     }
 
     let (host, release) = kernel::uname();

@@ -21,6 +21,7 @@ pub const X: u8 = 0x08;
 pub const W: u8 = 0x00;
 pub const H: u8 = 0x08;
 pub const B: u8 = 0x10;
+pub const DW: u8 = 0x18;
 pub const MEM: u8 = 0x60;
 
 // Arithmetic operations (ALU / ALU64).
@@ -57,6 +58,8 @@ pub const HELPER_PROBE_READ_KERNEL: i32 = 113;
 
 /// `src_reg` of a `CALL` to a BPF function in the same program (imm = relative offset).
 pub const PSEUDO_CALL: u8 = 1;
+/// `lddw`: class LD, mode IMM, size DW.
+pub const LD_IMM64: u8 = 0x18;
 
 pub const R0: u8 = 0;
 pub const R1: u8 = 1;
@@ -68,7 +71,7 @@ pub const R8: u8 = 8;
 pub const R9: u8 = 9;
 pub const R10: u8 = 10;
 
-/// One eBPF instruction (wide `lddw` is never emitted, so every instruction is one slot).
+/// One eBPF instruction slot (the wide `lddw` takes two: see [`Insn::load_imm64`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Insn {
     pub code: u8,
@@ -186,6 +189,14 @@ impl Insn {
 
     pub const fn exit() -> Insn {
         Insn::new(JMP | EXIT, 0, 0, 0, 0)
+    }
+
+    /// `dst = imm` for a 64-bit constant: the wide `lddw`, two instruction slots.
+    pub const fn load_imm64(dst: u8, imm: u64) -> [Insn; 2] {
+        [
+            Insn::new(LD_IMM64, dst, 0, 0, imm as u32 as i32),
+            Insn::new(0, 0, 0, 0, (imm >> 32) as u32 as i32),
+        ]
     }
 }
 

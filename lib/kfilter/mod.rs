@@ -11,6 +11,7 @@
 
 pub mod cbpf;
 pub mod ebpf;
+pub mod meta;
 pub mod translate;
 
 use std::fmt;

@@ -15,12 +15,12 @@ use super::common::{bin, frames};
 use super::netns::{require_root, sh, Pair};
 
 /// A finished capture, decoded.
-struct Run {
-    header: Header,
-    events: Vec<Event>,
-    lost: Vec<Lost>,
-    trailer: Trailer,
-    stderr: String,
+pub(super) struct Run {
+    pub(super) header: Header,
+    pub(super) events: Vec<Event>,
+    pub(super) lost: Vec<Lost>,
+    pub(super) trailer: Trailer,
+    pub(super) stderr: String,
 }
 
 fn decode(bytes: &[u8], stderr: String) -> Run {
@@ -49,7 +49,7 @@ fn decode(bytes: &[u8], stderr: String) -> Run {
 }
 
 /// Runs `trail-capture ARGS -o FILE --cmd CMD` and decodes the file.
-fn capture(args: &[&str], cmd: &str) -> Run {
+pub(super) fn capture(args: &[&str], cmd: &str) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("out.trail");
     let out = Command::new(bin("trail-capture"))
@@ -69,33 +69,33 @@ fn capture(args: &[&str], cmd: &str) -> Run {
     decode(&std::fs::read(&file).expect("output file"), stderr)
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(super) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn probe_name(e: &Event) -> &str {
+pub(super) fn probe_name(e: &Event) -> &str {
     e.probe.as_ref().map(|p| p.name.as_str()).unwrap_or("")
 }
 
-fn inum(e: &Event) -> u32 {
+pub(super) fn inum(e: &Event) -> u32 {
     e.netns.as_ref().map(|n| n.inum).unwrap_or(0)
 }
 
-fn dev(e: &Event) -> (&str, u32) {
+pub(super) fn dev(e: &Event) -> (&str, u32) {
     e.dev
         .as_ref()
         .map(|d| (d.name.as_str(), d.ifindex))
         .unwrap_or(("", 0))
 }
 
-fn data(e: &Event) -> &[u8] {
+pub(super) fn data(e: &Event) -> &[u8] {
     e.packet
         .as_ref()
         .map(|p| p.data.0.as_slice())
         .unwrap_or(&[])
 }
 
-fn track_id(e: &Event) -> String {
+pub(super) fn track_id(e: &Event) -> String {
     e.tracking.as_ref().expect("event has a tracking id").id()
 }
 
@@ -161,7 +161,7 @@ fn check_crossing(pair: &Pair, run: &Run, what: &str, pred: impl Fn(&Event) -> b
 }
 
 /// Starts tcpdump in `ns` on `dev` and waits until it listens; returns the child and its file.
-fn tcpdump(ns: &str, dev: &str, filter: &str, file: &Path) -> std::process::Child {
+pub(super) fn tcpdump(ns: &str, dev: &str, filter: &str, file: &Path) -> std::process::Child {
     let mut child = Command::new("ip")
         .args([
             "netns",
@@ -196,14 +196,14 @@ fn tcpdump(ns: &str, dev: &str, filter: &str, file: &Path) -> std::process::Chil
     child
 }
 
-fn stop(child: &mut std::process::Child) {
+pub(super) fn stop(child: &mut std::process::Child) {
     // SAFETY: kill on a pid we spawned and have not reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let _ = child.wait();
 }
 
 /// Packets of a pcap file, read with libpcap.
-fn pcap_packets(file: &Path) -> Vec<Vec<u8>> {
+pub(super) fn pcap_packets(file: &Path) -> Vec<Vec<u8>> {
     let mut reader = pcap::Capture::from_file(file).expect("tcpdump's pcap opens");
     let mut out = Vec::new();
     while let Ok(packet) = reader.next_packet() {
@@ -835,7 +835,7 @@ fn flood_tracking_ids_never_span_two_packets() {
 }
 
 /// Runs trail-capture expecting a usage error (exit 2) before anything is attached.
-fn refused(args: &[&str]) -> String {
+pub(super) fn refused(args: &[&str]) -> String {
     let out = Command::new(bin("trail-capture"))
         .args(args)
         .output()

@@ -1,0 +1,303 @@
+//! In-kernel selection by trail-capture (`-f`, `-m` and its shortcuts, following): what is kept
+//! is compared with what was sent and with tcpdump given the same filter on the same interface.
+
+use std::collections::BTreeMap;
+
+use trail::event::{Event, Layer};
+
+use super::capture::{
+    capture, contains, data, dev, inum, pcap_packets, probe_name, refused, stop, tcpdump, track_id,
+};
+use super::netns::{require_root, sh, Pair};
+
+/// A shell command that sends one UDP datagram per (source port, destination, port, payload)
+/// from namespace `ns`, with python (bash's /dev/udp picks no source port). A send that fails
+/// (EPERM when an output hook drops it) does not stop the others.
+fn send_udp(ns: &str, datagrams: &[(u16, &str, u16, String)]) -> String {
+    let mut script = String::from("import socket,time\n");
+    for (sport, dst, dport, payload) in datagrams {
+        let family = if dst.contains(':') {
+            "AF_INET6"
+        } else {
+            "AF_INET"
+        };
+        let bind = if dst.contains(':') { "::" } else { "0.0.0.0" };
+        script.push_str(&format!(
+            "s=socket.socket(socket.{family},socket.SOCK_DGRAM)\n\
+             s.bind(('{bind}',{sport}))\n\
+             try: s.sendto(b'{payload}',('{dst}',{dport}))\n\
+             except OSError: pass\n\
+             s.close()\ntime.sleep(0.01)\n"
+        ));
+    }
+    format!("{} python3 -c \"{script}\"", Pair::exec(ns))
+}
+
+/// Payload tags of the datagrams an event list carries.
+fn tags(events: &[&Event], all: &[String]) -> Vec<String> {
+    let mut found: Vec<String> = events
+        .iter()
+        .flat_map(|e| {
+            all.iter()
+                .filter(|t| contains(data(e), t.as_bytes()))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn filter_keeps_what_tcpdump_keeps() {
+    if !require_root("filter_keeps_what_tcpdump_keeps") {
+        return;
+    }
+    let pair = Pair::new("fdns");
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("dns.pcap");
+    let expr = "udp port 53";
+    let mut dump = tcpdump(&pair.b, "vb", expr, &pcap);
+    // Mixed traffic: DNS-port datagrams both ways of the port, other UDP ports, IPv6, TCP to
+    // port 53 (not UDP), and pings.
+    let mut datagrams = Vec::new();
+    for i in 0..4 {
+        datagrams.push((40000 + i, "192.0.2.2", 53, format!("keep-dport-{i}")));
+        datagrams.push((53, "192.0.2.2", 41000 + i, format!("keep-sport-{i}")));
+        datagrams.push((40100 + i, "192.0.2.2", 5353, format!("drop-mdns-{i}")));
+        datagrams.push((40200 + i, "2001:db8::2", 53, format!("keep-v6-{i}")));
+        datagrams.push((40300 + i, "2001:db8::2", 54, format!("drop-v6-{i}")));
+    }
+    let cmd = format!(
+        "{}; {a} ping -c 2 -i 0.2 -q 192.0.2.2 >/dev/null; \
+         {a} timeout 2 bash -c 'echo x >/dev/tcp/192.0.2.2/53' 2>/dev/null; sleep 0.3",
+        send_udp(&pair.a, &datagrams),
+        a = Pair::exec(&pair.a),
+    );
+    let run = capture(&["-p", "tp:net:netif_receive_skb", "-f", expr], &cmd);
+    stop(&mut dump);
+
+    let ns_b = Pair::inum(&pair.b);
+    let on_vb: Vec<&Event> = run
+        .events
+        .iter()
+        .filter(|e| inum(e) == ns_b && dev(e).0 == "vb")
+        .collect();
+    let all: Vec<String> = datagrams.iter().map(|d| d.3.clone()).collect();
+    let wanted: Vec<String> = {
+        let mut w: Vec<String> = all
+            .iter()
+            .filter(|t| t.starts_with("keep"))
+            .cloned()
+            .collect();
+        w.sort();
+        w
+    };
+    assert_eq!(
+        tags(&on_vb, &all),
+        wanted,
+        "the DNS-port datagrams, once each"
+    );
+    // Same packets as tcpdump saw with the same expression, byte for byte (tcpdump on vb
+    // also sees what B sends; B sends nothing to or from port 53).
+    let mut ours: Vec<Vec<u8>> = on_vb.iter().map(|e| data(e).to_vec()).collect();
+    let mut theirs = pcap_packets(&pcap);
+    ours.sort();
+    theirs.sort();
+    assert_eq!(ours.len(), wanted.len());
+    assert_eq!(
+        ours, theirs,
+        "trail-capture -f and tcpdump keep the same packets"
+    );
+}
+
+#[test]
+fn l3_only_packets_match_on_the_transmit_path() {
+    if !require_root("l3_only_packets_match_on_the_transmit_path") {
+        return;
+    }
+    // Packets dropped in A's output hook have a network header but no MAC header yet: the
+    // raw-IP variant of the filter judges them.
+    let pair = Pair::new("fl3");
+    sh(&format!(
+        "{} nft -f - <<'EOF'\ntable inet t {{\n chain output {{\n  type filter hook output priority 0;\n  udp dport {{ 53, 5353 }} drop\n }}\n}}\nEOF",
+        Pair::exec(&pair.a)
+    ));
+    let datagrams = vec![
+        (40000, "192.0.2.2", 53, "keep-v4".to_string()),
+        (40001, "192.0.2.2", 5353, "drop-v4".to_string()),
+        (40002, "2001:db8::2", 53, "keep-v6".to_string()),
+        (40003, "2001:db8::2", 5353, "drop-v6".to_string()),
+    ];
+    let run = capture(
+        &["-p", "tp:skb:kfree_skb", "-f", "udp dst port 53"],
+        &send_udp(&pair.a, &datagrams),
+    );
+    let ns_a = Pair::inum(&pair.a);
+    let drops: Vec<&Event> = run
+        .events
+        .iter()
+        .filter(|e| inum(e) == ns_a && probe_name(e) == "skb:kfree_skb")
+        .collect();
+    let all: Vec<String> = datagrams.iter().map(|d| d.3.clone()).collect();
+    assert_eq!(tags(&drops, &all), ["keep-v4", "keep-v6"]);
+    for e in &drops {
+        let packet = e.packet.as_ref().unwrap();
+        assert_eq!(
+            packet.layer,
+            Layer::L3,
+            "dropped before L2: bytes from the IP header"
+        );
+        assert!(matches!(packet.data.0[0] >> 4, 4 | 6));
+        assert_eq!(e.drop.as_ref().unwrap().reason, "NETFILTER_DROP");
+    }
+}
+
+#[test]
+fn a_selected_packet_is_followed_through_dnat() {
+    if !require_root("a_selected_packet_is_followed_through_dnat") {
+        return;
+    }
+    // B rewrites UDP port 5353 to 53 before routing; nothing listens on 53, so the datagram
+    // ends at kfree_skb (NO_SOCKET) carrying port 53, which `udp port 5353` no longer matches.
+    let pair = Pair::new("follow");
+    sh(&format!(
+        "{} nft -f - <<'EOF'\ntable ip t {{\n chain pre {{\n  type nat hook prerouting priority -100;\n  udp dport 5353 dnat to :53\n }}\n}}\nEOF",
+        Pair::exec(&pair.b)
+    ));
+    let datagrams = vec![(40000, "192.0.2.2", 5353, "follow-me".to_string())];
+    let cmd = send_udp(&pair.a, &datagrams);
+    let probes = ["-p", "tp:net:netif_receive_skb", "-p", "tp:skb:kfree_skb"];
+    let ns_b = Pair::inum(&pair.b);
+    let ours = |run: &super::capture::Run| -> BTreeMap<String, Vec<u16>> {
+        let mut seen: BTreeMap<String, Vec<u16>> = BTreeMap::new();
+        for e in run
+            .events
+            .iter()
+            .filter(|e| inum(e) == ns_b && contains(data(e), b"follow-me"))
+        {
+            let bytes = data(e);
+            let ip = if e.packet.as_ref().unwrap().layer == Layer::L2 {
+                14
+            } else {
+                0
+            };
+            let dport = u16::from_be_bytes([bytes[ip + 22], bytes[ip + 23]]);
+            seen.entry(probe_name(e).to_string())
+                .or_default()
+                .push(dport);
+        }
+        seen
+    };
+
+    let run = capture(&[&probes[..], &["-f", "udp port 5353"]].concat(), &cmd);
+    let seen = ours(&run);
+    assert_eq!(
+        seen.get("net:netif_receive_skb"),
+        Some(&vec![5353]),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.get("skb:kfree_skb"),
+        Some(&vec![53]),
+        "followed after DNAT: {seen:?}"
+    );
+    let ids: Vec<String> = run
+        .events
+        .iter()
+        .filter(|e| inum(e) == ns_b && contains(data(e), b"follow-me"))
+        .map(track_id)
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "one journey: {ids:?}");
+
+    let run = capture(
+        &[&probes[..], &["-f", "udp port 5353", "--no-follow"]].concat(),
+        &cmd,
+    );
+    let seen = ours(&run);
+    assert_eq!(
+        seen.get("net:netif_receive_skb"),
+        Some(&vec![5353]),
+        "{seen:?}"
+    );
+    assert_eq!(seen.get("skb:kfree_skb"), None, "--no-follow: {seen:?}");
+}
+
+#[test]
+fn meta_filters_select_by_device_mark_and_netns() {
+    if !require_root("meta_filters_select_by_device_mark_and_netns") {
+        return;
+    }
+    let pair = Pair::new("meta");
+    // A marks UDP to port 7000 with 0x10 (0x110 for port 7002) on output.
+    sh(&format!(
+        "{} nft -f - <<'EOF'\ntable inet t {{\n chain output {{\n  type route hook output priority 0;\n  udp dport 7000 meta mark set 0x10\n  udp dport 7002 meta mark set 0x110\n }}\n}}\nEOF",
+        Pair::exec(&pair.a)
+    ));
+    let datagrams = vec![
+        (40000, "192.0.2.2", 7000, "marked-10".to_string()),
+        (40001, "192.0.2.2", 7001, "unmarked".to_string()),
+        (40002, "192.0.2.2", 7002, "marked-110".to_string()),
+    ];
+    let cmd = send_udp(&pair.a, &datagrams);
+    let all: Vec<String> = datagrams.iter().map(|d| d.3.clone()).collect();
+    let ns_a = Pair::inum(&pair.a);
+    let xmit = ["-p", "tp:net:net_dev_start_xmit"];
+    let kept = |args: &[&str]| -> (Vec<String>, Vec<Event>) {
+        let run = capture(&[&xmit[..], args].concat(), &cmd);
+        let ours: Vec<&Event> = run.events.iter().filter(|e| inum(e) == ns_a).collect();
+        (tags(&ours, &all), run.events)
+    };
+
+    let (found, events) = kept(&["-m", "skb.mark == 0x10"]);
+    assert_eq!(found, ["marked-10"]);
+    assert!(events.iter().all(|e| e.skb.as_ref().unwrap().mark == 0x10));
+
+    let (found, _) = kept(&["--mark", "0x10/0xff"]);
+    assert_eq!(
+        found,
+        ["marked-10", "marked-110"],
+        "mask 0xff keeps 0x10 and 0x110"
+    );
+
+    let (found, _) = kept(&["-m", "skb.mark != 0 && !(skb.mark & 0x100 == 0x100)"]);
+    assert_eq!(found, ["marked-10"]);
+
+    let (found, events) = kept(&["--ifname", "va", "-m", "skb.len > 20"]);
+    assert_eq!(found, ["marked-10", "marked-110", "unmarked"]);
+    assert!(events.iter().all(|e| dev(e).0 == "va"), "only va");
+
+    let (found, events) = kept(&["-m", "skb.dev.name == \"vb\""]);
+    assert!(
+        found.is_empty(),
+        "A transmits on va, never on vb: {found:?}"
+    );
+    assert!(events.iter().all(|e| dev(e).0 == "vb"));
+
+    let (found, events) = kept(&["--netns", &pair.a]);
+    assert_eq!(found, ["marked-10", "marked-110", "unmarked"]);
+    assert!(events.iter().all(|e| inum(e) == ns_a), "only netns A");
+}
+
+#[test]
+fn bad_selections_are_refused_before_loading() {
+    if !require_root("bad_selections_are_refused_before_loading") {
+        return;
+    }
+    let syntax = refused(&["-f", "udp port"]);
+    assert!(
+        syntax.contains("udp port") && syntax.lines().count() == 1,
+        "{syntax}"
+    );
+    let protochain = refused(&["-f", "ip6 protochain 6"]);
+    assert!(protochain.contains("backward"), "{protochain}");
+    let unknown = refused(&["-m", "skb.mrak == 1"]);
+    assert!(
+        unknown.contains("\"mrak\"") && unknown.contains("mark"),
+        "names the field and close matches: {unknown}"
+    );
+    assert!(refused(&["-m", "skb.dev.name == 3"]).contains("string"));
+    assert!(refused(&["-m", "skb.mark = 1"]).contains("column"));
+    assert!(refused(&["--netns", "no-such-ns-trail"]).contains("/run/netns/no-such-ns-trail"));
+    assert!(refused(&["--mark", "red"]).contains("--mark"));
+}

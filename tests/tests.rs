@@ -6,6 +6,7 @@ mod dissect;
 mod filter;
 mod journeys;
 mod kfilter;
+mod kmeta;
 mod parquet;
 mod stream;
 mod to_pcap;

@@ -5,7 +5,7 @@ CARGO ?= cargo
 DEB_PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config libpcap-dev make \
 	tcpdump tshark nftables bpftool iproute2 iputils-ping jq python3 python3-venv time
 
-.PHONY: all deps build release test test-unit test-kernel lint run schemas bench bench-capture clean
+.PHONY: all deps build release test test-unit test-kernel lint run schemas bench bench-capture bench-select clean
 
 all: build
 
@@ -57,6 +57,10 @@ bench: release
 
 bench-capture: release
 	@[ -x bench/capture.sh ] && bench/capture.sh || echo "bench/capture.sh not present yet"
+
+# Per-hit cost of in-kernel filters (root).
+bench-select: release
+	bench/select.sh
 
 clean:
 	$(CARGO) clean

@@ -301,3 +301,66 @@ fn bad_selections_are_refused_before_loading() {
     assert!(refused(&["--netns", "no-such-ns-trail"]).contains("/run/netns/no-such-ns-trail"));
     assert!(refused(&["--mark", "red"]).contains("--mark"));
 }
+
+#[test]
+fn pid_selects_the_sending_process() {
+    if !require_root("pid_selects_the_sending_process") {
+        return;
+    }
+    // A sender that announces its pid, then waits for a go file before sending; another
+    // sender sends at the same time. --pid keeps only the first one's events.
+    let pair = Pair::new("pid");
+    let dir = tempfile::tempdir().unwrap();
+    let (pid_file, go) = (dir.path().join("pid"), dir.path().join("go"));
+    let script = format!(
+        "import os,socket,time\nopen('{pid}','w').write(str(os.getpid()))\n\
+         while not os.path.exists('{go}'): time.sleep(0.02)\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         for i in range(5): s.sendto(b'mine',('192.0.2.2',7000))\n",
+        pid = pid_file.display(),
+        go = go.display()
+    );
+    let mut sender = std::process::Command::new("ip")
+        .args(["netns", "exec", &pair.a, "python3", "-c", &script])
+        .spawn()
+        .expect("sender");
+    let started = std::time::Instant::now();
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(started.elapsed().as_secs() < 10, "sender did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let other = send_udp(&pair.a, &[(40001, "192.0.2.2", 7000, "other".into())]);
+    let cmd = format!("touch {}; {other}; sleep 0.5", go.display());
+    let pid_arg = pid.to_string();
+    let run = capture(
+        &[
+            "-p",
+            "tp:net:net_dev_start_xmit",
+            "--pid",
+            &pid_arg,
+            "--no-follow",
+        ],
+        &cmd,
+    );
+    let _ = sender.wait();
+    let ns_a = Pair::inum(&pair.a);
+    let ours: Vec<&Event> = run.events.iter().filter(|e| inum(e) == ns_a).collect();
+    let mine = ours.iter().filter(|e| contains(data(e), b"mine")).count();
+    assert_eq!(mine, 5, "the selected process's datagrams");
+    assert!(
+        !ours.iter().any(|e| contains(data(e), b"other")),
+        "not the other sender's"
+    );
+    assert!(
+        run.events
+            .iter()
+            .all(|e| e.common.as_ref().is_some_and(|c| c.pid == pid)),
+        "every event is of pid {pid}"
+    );
+}

@@ -351,16 +351,41 @@ static __noinline __u32 trail_meta(struct sk_buff *skb)
 	return verdict;
 }
 
-/* The packet already matched, earlier in its journey: its tracking entry exists. Entries are
- * only made for packets that were emitted, so a hit means "selected before". */
-static __always_inline bool followed(__u64 head, __u64 addr, __u64 fp)
-{
-	struct trail_track *known = bpf_map_lookup_elem(&track_heads, &head);
+/* Everything fingerprint() needs, so that it is computed at most once per hit, and only when
+ * needed: by tracking, or by following when the packet's buffer or skb has an entry. */
+struct fp_input {
+	unsigned char *head, *data;
+	__u16 mac, net, protocol;
+	__u32 len;
+	__u64 value;
+	bool done;
+};
 
-	if (known && known->fingerprint == fp)
+static __always_inline __u64 fingerprint_once(struct fp_input *in)
+{
+	if (!in->done) {
+		in->value = fingerprint(in->head, in->data, in->mac, in->net, in->protocol, in->len);
+		in->done = true;
+	}
+	return in->value;
+}
+
+/* The packet already matched, earlier in its journey: its tracking entry exists. Entries are
+ * only made for packets that were emitted, so a hit means "selected before". Most rejected
+ * packets have no entry at all, and cost two lookups, not a fingerprint. */
+static __always_inline bool followed(__u64 addr, struct fp_input *fp)
+{
+	__u64 head = (__u64)fp->head;
+	struct trail_track *by_head = bpf_map_lookup_elem(&track_heads, &head);
+	struct trail_track *by_skb = bpf_map_lookup_elem(&track_skbs, &addr);
+
+	/* Tested one at a time: clang would otherwise OR the two pointers, which the verifier
+	 * refuses. */
+	if (by_head && by_head->fingerprint == fingerprint_once(fp))
 		return true;
-	known = bpf_map_lookup_elem(&track_skbs, &addr);
-	return known && known->fingerprint == fp;
+	if (!by_skb)
+		return false;
+	return by_skb->fingerprint == fingerprint_once(fp);
 }
 
 /*
@@ -369,11 +394,10 @@ static __always_inline bool followed(__u64 head, __u64 addr, __u64 fp)
  * skb predicate, then the packet filter on the bytes from `start`. A packet without a network
  * header cannot be judged by an L3 filter and is left out.
  */
-static __always_inline bool selected(struct sk_buff *skb, unsigned char *head,
-				     unsigned char *start, bool l3, bool has_net, __u32 linear,
-				     __u32 pkt_len, __u64 fp)
+static __always_inline bool selected(struct sk_buff *skb, struct fp_input *fp,
+				     unsigned char *start, bool l3, __u32 linear, __u32 pkt_len)
 {
-	if ((selectors & TRAIL_SEL_FOLLOW) && followed((__u64)head, (__u64)skb, fp))
+	if ((selectors & TRAIL_SEL_FOLLOW) && followed((__u64)skb, fp))
 		return true;
 	if ((selectors & TRAIL_SEL_PID) && (bpf_get_current_pid_tgid() >> 32) != select_pid)
 		return false;
@@ -382,7 +406,7 @@ static __always_inline bool selected(struct sk_buff *skb, unsigned char *head,
 	if (selectors & TRAIL_SEL_PACKET) {
 		if (!l3)
 			return trail_filter_l2(start, linear, pkt_len) != 0;
-		if (!has_net)
+		if (fp->net == 0xffff)
 			return false;
 		return trail_filter_l3(start, linear, pkt_len) != 0;
 	}
@@ -405,7 +429,8 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	unsigned char *head, *data, *start = NULL;
 	__u32 *level, slot, size, caplen = 0, flags = 0, dataref = 0, len, data_len;
 	__u16 mac, net, protocol, dev_type;
-	__u64 pid_tgid, fp = 0, linear = 0;
+	struct fp_input fp_in = {};
+	__u64 pid_tgid, linear = 0;
 	long pkt_len;
 	bool frees, l3 = false;
 	void *buf;
@@ -451,9 +476,13 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 		if (linear > (__u64)pkt_len)
 			linear = pkt_len;
 	}
-	if (collectors & TRAIL_C_TRACKING)
-		fp = fingerprint(head, data, mac, net, protocol, len);
-	if (selectors && !selected(skb, head, start, l3, net != 0xffff, linear, pkt_len, fp))
+	fp_in.head = head;
+	fp_in.data = data;
+	fp_in.mac = mac;
+	fp_in.net = net;
+	fp_in.protocol = protocol;
+	fp_in.len = len;
+	if (selectors && !selected(skb, &fp_in, start, l3, linear, pkt_len))
 		return 0;
 
 	slot = 0;
@@ -525,7 +554,7 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	if (collectors & TRAIL_C_CT)
 		collect_ct(ev, skb);
 	if (collectors & TRAIL_C_TRACKING)
-		track(ev, fp, frees, dataref);
+		track(ev, fingerprint_once(&fp_in), frees, dataref);
 
 	if (collectors & TRAIL_C_PACKET) {
 		if (l3)

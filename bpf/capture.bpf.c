@@ -13,9 +13,14 @@
  *   fewer arguments: a wrong position found in BTF cannot read past the argument array.
  *   User space enables (autoload) only the positions it needs.
  * - The probe identity travels as the BPF cookie of each attachment (`bpf_get_attach_cookie`;
- *   raw_tp cookies exist since kernel 6.10). On older kernels the attach with a cookie fails and
- *   trail-capture says so; the fallback there would be one object instance per probe with the
- *   id in rodata, which this build does not implement.
+ *   kprobe cookies exist since 5.15, raw_tp ones since 6.10). Where there is no cookie (raw_tp
+ *   before 6.10) or one load per target is needed anyway (fentry/fexit: the target function is
+ *   fixed at load), user space loads one more instance of this object per probe, sharing every
+ *   map with the first, with the id in the rodata `fixed_probe`: the verifier then prunes the
+ *   cookie helper call, which older kernels would refuse in raw_tp programs.
+ * - Kernel functions (kprobe, kretprobe, fentry, fexit) have the same per-position program
+ *   families as tracepoints. A kretprobe gets its skb from a kprobe on the same function that
+ *   stashes it by task; fexit reads its arguments directly. Both record the return value.
  * - Collectors (skb, dev, netns, conntrack, tracking, packet, stack) are compiled in and switched
  *   by `const volatile` configuration, set before load: the verifier then prunes disabled code.
  *   freplace/fentry extension programs do not load on the kernels we target.
@@ -40,6 +45,8 @@ const volatile __u32 collectors = 0xffffffff;
 const volatile __u32 record_max = sizeof(struct trail_event) + 256 + TRAIL_STACK_BYTES;
 /* Wake the reader only when this much data waits (it also polls on a timer). */
 const volatile __u64 wakeup_bytes = 1 << 20;
+/* The probe id of every program of this instance, or TRAIL_NO_PROBE: the attach cookie. */
+const volatile __u32 fixed_probe = TRAIL_NO_PROBE;
 
 /* Dummy globals so the skeleton emits these types for user space (STYLE.md point 6). */
 struct trail_event trail_event_type = {};
@@ -95,6 +102,21 @@ struct {
 	__type(value, struct trail_track);
 	__uint(max_entries, 65536);
 } track_skbs SEC(".maps");
+
+/* kretprobe: the skb a function was called with, from entry to return, by (task, probe). A
+ * probed function interrupted on the same task by a softirq that calls it again overwrites the
+ * entry of the outer call, whose return then finds none and emits nothing (counted as lost). */
+struct kret_key {
+	__u64 task;
+	__u64 probe;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct kret_key);
+	__type(value, __u64);
+	__uint(max_entries, 16384);
+} kret_skbs SEC(".maps");
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -317,9 +339,18 @@ static __always_inline void count_lost(struct trail_probe_stats *stats)
 	__sync_fetch_and_add(&stats->lost, 1);
 }
 
-static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reason, __u32 reason)
+/* The probe that fired: rodata for per-probe instances, else the attach cookie. */
+static __always_inline __u32 probe_identity(void *ctx)
 {
-	__u32 probe = (__u32)bpf_get_attach_cookie(ctx);
+	if (fixed_probe != TRAIL_NO_PROBE)
+		return fixed_probe;
+	return (__u32)bpf_get_attach_cookie(ctx);
+}
+
+static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reason, __u32 reason,
+				   bool has_retval, __s64 retval)
+{
+	__u32 probe = probe_identity(ctx);
 	struct trail_probe_stats *stats;
 	struct trail_probe_config *config;
 	struct trail_event *ev;
@@ -414,6 +445,10 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 		ev->flags |= TRAIL_F_DROP;
 		ev->drop_reason = reason;
 	}
+	if (has_retval) {
+		ev->flags |= TRAIL_F_RETVAL;
+		ev->retval = retval;
+	}
 	if (collectors & TRAIL_C_CT)
 		collect_ct(ev, skb);
 	if (collectors & TRAIL_C_TRACKING) {
@@ -492,7 +527,7 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	SEC("raw_tp")                                                                           \
 	int skb_at_##pos(struct bpf_raw_tracepoint_args *ctx)                                  \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)ctx->args[pos], false, 0);               \
+		return process(ctx, (struct sk_buff *)ctx->args[pos], false, 0, false, 0);               \
 	}
 
 SKB_AT(0)
@@ -509,9 +544,150 @@ SKB_AT(5)
 	int skb_at_##pos##_reason_at_##rpos(struct bpf_raw_tracepoint_args *ctx)               \
 	{                                                                                      \
 		return process(ctx, (struct sk_buff *)ctx->args[pos], true,                    \
-			       (__u32)ctx->args[rpos]);                                          \
+			       (__u32)ctx->args[rpos], false, 0);                                \
 	}
 
 SKB_AT_REASON_AT(0, 1)
 SKB_AT_REASON_AT(0, 2)
 SKB_AT_REASON_AT(0, 3)
+
+/*
+ * Kernel functions. Families by skb position (0 to 5: the x86-64 and arm64 register
+ * arguments): kprobe (single attachments), kprobe.multi (one link for many functions, 5.18+
+ * with CONFIG_FPROBE), fentry and fexit (per-function instances, see the top comment).
+ */
+#define KPROBE_SKB_AT(pos, n)                                                                  \
+	SEC("kprobe")                                                                           \
+	int kprobe_skb_at_##pos(struct pt_regs *ctx)                                           \
+	{                                                                                      \
+		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, false, 0); \
+	}                                                                                      \
+	SEC("kprobe.multi")                                                                     \
+	int kmulti_skb_at_##pos(struct pt_regs *ctx)                                           \
+	{                                                                                      \
+		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, false, 0); \
+	}                                                                                      \
+	SEC("kprobe")                                                                           \
+	int kret_entry_at_##pos(struct pt_regs *ctx)                                           \
+	{                                                                                      \
+		return kret_stash(ctx, PT_REGS_PARM##n(ctx));                                   \
+	}                                                                                      \
+	SEC("kprobe.multi")                                                                     \
+	int kmulti_ret_entry_at_##pos(struct pt_regs *ctx)                                     \
+	{                                                                                      \
+		return kret_stash(ctx, PT_REGS_PARM##n(ctx));                                   \
+	}                                                                                      \
+	SEC("fentry")                                                                           \
+	int fentry_skb_at_##pos(unsigned long long *ctx)                                       \
+	{                                                                                      \
+		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, false, 0);            \
+	}                                                                                      \
+	SEC("fexit")                                                                            \
+	int fexit_skb_at_##pos(unsigned long long *ctx)                                        \
+	{                                                                                      \
+		__u64 ret = 0;                                                                 \
+                                                                                               \
+		bpf_get_func_ret(ctx, &ret);                                                   \
+		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, true, (__s64)ret);   \
+	}                                                                                      \
+	SEC("kprobe")                                                                           \
+	int kprobe_track_end_at_##pos(struct pt_regs *ctx)                                     \
+	{                                                                                      \
+		return track_end(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx));                  \
+	}                                                                                      \
+	SEC("fentry")                                                                           \
+	int fentry_track_end_at_##pos(unsigned long long *ctx)                                 \
+	{                                                                                      \
+		return track_end(ctx, (struct sk_buff *)ctx[pos]);                              \
+	}
+
+static __always_inline struct kret_key kret_key(void *ctx)
+{
+	struct kret_key key = {
+		.task = bpf_get_current_task(),
+		.probe = probe_identity(ctx),
+	};
+	return key;
+}
+
+static __always_inline int kret_stash(void *ctx, __u64 skb)
+{
+	struct kret_key key = kret_key(ctx);
+
+	if (skb)
+		bpf_map_update_elem(&kret_skbs, &key, &skb, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int kret_return(struct pt_regs *ctx)
+{
+	struct kret_key key = kret_key(ctx);
+	__u64 *stashed = bpf_map_lookup_elem(&kret_skbs, &key);
+	struct sk_buff *skb;
+
+	if (!stashed) {
+		__u32 probe = key.probe;
+		struct trail_probe_stats *stats = bpf_map_lookup_elem(&probe_stats, &probe);
+
+		/* A return without its entry (see kret_skbs): counted, not silent. */
+		if (stats) {
+			__sync_fetch_and_add(&stats->hits, 1);
+			count_lost(stats);
+		}
+		return 0;
+	}
+	skb = (struct sk_buff *)*stashed;
+	bpf_map_delete_elem(&kret_skbs, &key);
+	return process(ctx, skb, false, 0, true, (__s64)PT_REGS_RC(ctx));
+}
+
+/*
+ * Tracking end points (internal probes, no event): the function frees the skb's data buffer
+ * (TRAIL_PROBE_END_HEAD; when this is the last reference) and/or the sk_buff itself
+ * (TRAIL_PROBE_END_SKB). A buffer or skb reused after this starts a new id even when its bytes
+ * fingerprint like the old packet.
+ */
+static __always_inline int track_end(void *ctx, struct sk_buff *skb)
+{
+	__u32 probe = probe_identity(ctx);
+	struct trail_probe_config *config;
+	__u64 addr = (__u64)skb, head;
+
+	if (!skb || probe >= TRAIL_MAX_PROBES)
+		return 0;
+	config = bpf_map_lookup_elem(&probe_config, &probe);
+	if (!config)
+		return 0;
+	if (config->flags & TRAIL_PROBE_END_HEAD) {
+		unsigned char *h = BPF_CORE_READ(skb, head);
+		struct skb_shared_info *shinfo =
+			(struct skb_shared_info *)(h + BPF_CORE_READ(skb, end));
+		__u32 dataref = BPF_CORE_READ(shinfo, dataref.counter);
+
+		head = (__u64)h;
+		if ((config->flags & TRAIL_PROBE_END_ALWAYS) || (dataref & SKB_DATAREF_MASK) <= 1)
+			bpf_map_delete_elem(&track_heads, &head);
+	}
+	if (config->flags & TRAIL_PROBE_END_SKB)
+		bpf_map_delete_elem(&track_skbs, &addr);
+	return 0;
+}
+
+KPROBE_SKB_AT(0, 1)
+KPROBE_SKB_AT(1, 2)
+KPROBE_SKB_AT(2, 3)
+KPROBE_SKB_AT(3, 4)
+KPROBE_SKB_AT(4, 5)
+KPROBE_SKB_AT(5, 6)
+
+SEC("kretprobe")
+int kretprobe_skb(struct pt_regs *ctx)
+{
+	return kret_return(ctx);
+}
+
+SEC("kretprobe.multi")
+int kmulti_ret_skb(struct pt_regs *ctx)
+{
+	return kret_return(ctx);
+}

@@ -19,8 +19,10 @@
  *   map with the first, with the id in the rodata `fixed_probe`: the verifier then prunes the
  *   cookie helper call, which older kernels would refuse in raw_tp programs.
  * - Kernel functions (kprobe, kretprobe, fentry, fexit) have the same per-position program
- *   families as tracepoints. A kretprobe gets its skb from a kprobe on the same function that
- *   stashes it by task; fexit reads its arguments directly. Both record the return value.
+ *   families as tracepoints. kretprobe and fexit describe the packet as the function got it:
+ *   an entry program (kprobe or fentry on the same function) builds the whole record and parks
+ *   it by (task, probe); the return program adds the return value and sends it. Reading the skb
+ *   at return would see a packet the function may have changed or freed.
  * - Collectors (skb, dev, netns, conntrack, tracking, packet, stack) are compiled in and switched
  *   by `const volatile` configuration, set before load: the verifier then prunes disabled code.
  *   freplace/fentry extension programs do not load on the kernels we target.
@@ -103,9 +105,10 @@ struct {
 	__uint(max_entries, 65536);
 } track_skbs SEC(".maps");
 
-/* kretprobe: the skb a function was called with, from entry to return, by (task, probe). A
- * probed function interrupted on the same task by a softirq that calls it again overwrites the
- * entry of the outer call, whose return then finds none and emits nothing (counted as lost). */
+/* kretprobe/fexit: records built at function entry, waiting for the return, by (task, probe).
+ * No BTF value type: user space sets the value size to the record size, like `scratch`. A
+ * probed function interrupted on the same task (softirq) by a call to itself overwrites the
+ * outer call's record: the outer return then finds none and counts a loss. */
 struct kret_key {
 	__u64 task;
 	__u64 probe;
@@ -113,10 +116,10 @@ struct kret_key {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct kret_key);
-	__type(value, __u64);
-	__uint(max_entries, 16384);
-} kret_skbs SEC(".maps");
+	__uint(key_size, sizeof(struct kret_key));
+	__uint(value_size, sizeof(struct trail_event) + 256 + TRAIL_STACK_BYTES);
+	__uint(max_entries, 1024);
+} kret_pending SEC(".maps");
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -334,6 +337,19 @@ static __always_inline void collect_netns(struct trail_event *ev, struct sk_buff
 	}
 }
 
+/* Kernels before 6.2 flag an offloaded VLAN tag with a bit (the tag can be stale without it);
+ * later ones have vlan_all, non-zero when a tag is present. */
+struct sk_buff___vlan_present {
+	__u8 vlan_present : 1;
+} __attribute__((preserve_access_index));
+
+static __always_inline bool vlan_present(struct sk_buff *skb)
+{
+	if (bpf_core_field_exists(skb->vlan_all))
+		return BPF_CORE_READ(skb, vlan_all) != 0;
+	return BPF_CORE_READ_BITFIELD_PROBED((struct sk_buff___vlan_present *)skb, vlan_present);
+}
+
 static __always_inline void count_lost(struct trail_probe_stats *stats)
 {
 	__sync_fetch_and_add(&stats->lost, 1);
@@ -347,8 +363,19 @@ static __always_inline __u32 probe_identity(void *ctx)
 	return (__u32)bpf_get_attach_cookie(ctx);
 }
 
+static __always_inline struct kret_key kret_key(void *ctx)
+{
+	struct kret_key key = {
+		.task = bpf_get_current_task(),
+		.probe = probe_identity(ctx),
+	};
+	return key;
+}
+
+/* `defer`: park the record in kret_pending for the function's return (kretprobe, fexit)
+ * instead of sending it. */
 static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reason, __u32 reason,
-				   bool has_retval, __s64 retval)
+				   bool defer)
 {
 	__u32 probe = probe_identity(ctx);
 	struct trail_probe_stats *stats;
@@ -426,7 +453,7 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 		ev->gso_size = BPF_CORE_READ(shinfo, gso_size);
 		ev->gso_segs = BPF_CORE_READ(shinfo, gso_segs);
 		ev->gso_type = BPF_CORE_READ(shinfo, gso_type);
-		if (BPF_CORE_READ(skb, vlan_all)) {
+		if (vlan_present(skb)) {
 			ev->flags |= TRAIL_F_VLAN;
 			ev->vlan_tci = BPF_CORE_READ(skb, vlan_tci);
 			ev->vlan_proto = bswap16(BPF_CORE_READ(skb, vlan_proto));
@@ -444,10 +471,6 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	if (has_reason) {
 		ev->flags |= TRAIL_F_DROP;
 		ev->drop_reason = reason;
-	}
-	if (has_retval) {
-		ev->flags |= TRAIL_F_RETVAL;
-		ev->retval = retval;
 	}
 	if (collectors & TRAIL_C_CT)
 		collect_ct(ev, skb);
@@ -510,7 +533,11 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 
 	if (size > record_max)
 		size = record_max;
-	{
+	if (defer) {
+		struct kret_key key = kret_key(ctx);
+
+		bpf_map_update_elem(&kret_pending, &key, buf, BPF_ANY);
+	} else {
 		__u64 wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= wakeup_bytes
 				     ? BPF_RB_FORCE_WAKEUP
 				     : BPF_RB_NO_WAKEUP;
@@ -527,7 +554,7 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	SEC("raw_tp")                                                                           \
 	int skb_at_##pos(struct bpf_raw_tracepoint_args *ctx)                                  \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)ctx->args[pos], false, 0, false, 0);               \
+		return process(ctx, (struct sk_buff *)ctx->args[pos], false, 0, false);               \
 	}
 
 SKB_AT(0)
@@ -544,7 +571,7 @@ SKB_AT(5)
 	int skb_at_##pos##_reason_at_##rpos(struct bpf_raw_tracepoint_args *ctx)               \
 	{                                                                                      \
 		return process(ctx, (struct sk_buff *)ctx->args[pos], true,                    \
-			       (__u32)ctx->args[rpos], false, 0);                                \
+			       (__u32)ctx->args[rpos], false);                                   \
 	}
 
 SKB_AT_REASON_AT(0, 1)
@@ -554,41 +581,39 @@ SKB_AT_REASON_AT(0, 3)
 /*
  * Kernel functions. Families by skb position (0 to 5: the x86-64 and arm64 register
  * arguments): kprobe (single attachments), kprobe.multi (one link for many functions, 5.18+
- * with CONFIG_FPROBE), fentry and fexit (per-function instances, see the top comment).
+ * with CONFIG_FPROBE), fentry, and the entry halves of kretprobe and fexit probes. fentry and
+ * fexit programs load in per-function instances (see the top comment).
  */
 #define KPROBE_SKB_AT(pos, n)                                                                  \
 	SEC("kprobe")                                                                           \
 	int kprobe_skb_at_##pos(struct pt_regs *ctx)                                           \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, false, 0); \
+		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, false);   \
 	}                                                                                      \
 	SEC("kprobe.multi")                                                                     \
 	int kmulti_skb_at_##pos(struct pt_regs *ctx)                                           \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, false, 0); \
+		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, false);   \
 	}                                                                                      \
 	SEC("kprobe")                                                                           \
 	int kret_entry_at_##pos(struct pt_regs *ctx)                                           \
 	{                                                                                      \
-		return kret_stash(ctx, PT_REGS_PARM##n(ctx));                                   \
+		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, true);    \
 	}                                                                                      \
 	SEC("kprobe.multi")                                                                     \
 	int kmulti_ret_entry_at_##pos(struct pt_regs *ctx)                                     \
 	{                                                                                      \
-		return kret_stash(ctx, PT_REGS_PARM##n(ctx));                                   \
+		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, true);    \
 	}                                                                                      \
 	SEC("fentry")                                                                           \
 	int fentry_skb_at_##pos(unsigned long long *ctx)                                       \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, false, 0);            \
+		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, false);               \
 	}                                                                                      \
-	SEC("fexit")                                                                            \
-	int fexit_skb_at_##pos(unsigned long long *ctx)                                        \
+	SEC("fentry")                                                                           \
+	int fexit_entry_at_##pos(unsigned long long *ctx)                                      \
 	{                                                                                      \
-		__u64 ret = 0;                                                                 \
-                                                                                               \
-		bpf_get_func_ret(ctx, &ret);                                                   \
-		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, true, (__s64)ret);   \
+		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, true);                \
 	}                                                                                      \
 	SEC("kprobe")                                                                           \
 	int kprobe_track_end_at_##pos(struct pt_regs *ctx)                                     \
@@ -601,44 +626,34 @@ SKB_AT_REASON_AT(0, 3)
 		return track_end(ctx, (struct sk_buff *)ctx[pos]);                              \
 	}
 
-static __always_inline struct kret_key kret_key(void *ctx)
-{
-	struct kret_key key = {
-		.task = bpf_get_current_task(),
-		.probe = probe_identity(ctx),
-	};
-	return key;
-}
-
-static __always_inline int kret_stash(void *ctx, __u64 skb)
+/* The return half of kretprobe and fexit probes: the parked record, with the return value. */
+static __always_inline int complete(void *ctx, __s64 retval)
 {
 	struct kret_key key = kret_key(ctx);
+	__u32 probe = key.probe, size;
+	struct trail_probe_stats *stats = bpf_map_lookup_elem(&probe_stats, &probe);
+	struct trail_event *ev = bpf_map_lookup_elem(&kret_pending, &key);
 
-	if (skb)
-		bpf_map_update_elem(&kret_skbs, &key, &skb, BPF_ANY);
-	return 0;
-}
-
-static __always_inline int kret_return(struct pt_regs *ctx)
-{
-	struct kret_key key = kret_key(ctx);
-	__u64 *stashed = bpf_map_lookup_elem(&kret_skbs, &key);
-	struct sk_buff *skb;
-
-	if (!stashed) {
-		__u32 probe = key.probe;
-		struct trail_probe_stats *stats = bpf_map_lookup_elem(&probe_stats, &probe);
-
-		/* A return without its entry (see kret_skbs): counted, not silent. */
-		if (stats) {
-			__sync_fetch_and_add(&stats->hits, 1);
-			count_lost(stats);
-		}
+	if (!stats)
+		return 0;
+	if (!ev) {
+		/* Its record was overwritten or evicted (see kret_pending): the entry counted the
+		 * hit, this counts the loss. */
+		count_lost(stats);
 		return 0;
 	}
-	skb = (struct sk_buff *)*stashed;
-	bpf_map_delete_elem(&kret_skbs, &key);
-	return process(ctx, skb, false, 0, true, (__s64)PT_REGS_RC(ctx));
+	ev->flags |= TRAIL_F_RETVAL;
+	ev->retval = retval;
+	size = sizeof(*ev) + ev->caplen + ev->stack_bytes;
+	if (size > record_max)
+		size = record_max;
+	if (bpf_ringbuf_output(&events, ev, size,
+			       bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= wakeup_bytes
+				       ? BPF_RB_FORCE_WAKEUP
+				       : BPF_RB_NO_WAKEUP))
+		count_lost(stats);
+	bpf_map_delete_elem(&kret_pending, &key);
+	return 0;
 }
 
 /*
@@ -683,11 +698,20 @@ KPROBE_SKB_AT(5, 6)
 SEC("kretprobe")
 int kretprobe_skb(struct pt_regs *ctx)
 {
-	return kret_return(ctx);
+	return complete(ctx, (__s64)PT_REGS_RC(ctx));
 }
 
 SEC("kretprobe.multi")
 int kmulti_ret_skb(struct pt_regs *ctx)
 {
-	return kret_return(ctx);
+	return complete(ctx, (__s64)PT_REGS_RC(ctx));
+}
+
+SEC("fexit")
+int fexit_skb(unsigned long long *ctx)
+{
+	__u64 ret = 0;
+
+	bpf_get_func_ret(ctx, &ret);
+	return complete(ctx, (__s64)ret);
 }

@@ -35,8 +35,8 @@ pub const NO_PROBE: u32 = u32::MAX;
 pub enum Placement {
     /// Programs of the primary object, attached with the probe id as cookie.
     Primary(Vec<String>),
-    /// One instance with this program, `fixed_probe` = the probe id.
-    Instance(String),
+    /// One instance with these programs, `fixed_probe` = the probe id.
+    Instance(Vec<String>),
 }
 
 /// Programs and placement for one probe.
@@ -46,7 +46,7 @@ pub fn placement(probe: &Probe, features: &Features) -> anyhow::Result<Placement
     if probe.is_internal() {
         return Ok(match probe.kind {
             ProbeKind::Kprobe => Placement::Primary(vec![format!("kprobe_track_end_at_{skb}")]),
-            _ => Placement::Instance(format!("fentry_track_end_at_{skb}")),
+            _ => Placement::Instance(vec![format!("fentry_track_end_at_{skb}")]),
         });
     }
     Ok(match (&probe.target, probe.kind) {
@@ -65,7 +65,7 @@ pub fn placement(probe: &Probe, features: &Features) -> anyhow::Result<Placement
             if features.raw_tp_cookies {
                 Placement::Primary(vec![name])
             } else {
-                Placement::Instance(name)
+                Placement::Instance(vec![name])
             }
         }
         (_, ProbeKind::Kprobe) if multi => Placement::Primary(vec![format!("kmulti_skb_at_{skb}")]),
@@ -77,8 +77,10 @@ pub fn placement(probe: &Probe, features: &Features) -> anyhow::Result<Placement
         (_, ProbeKind::Kretprobe) => {
             Placement::Primary(vec![format!("kret_entry_at_{skb}"), "kretprobe_skb".into()])
         }
-        (_, ProbeKind::Fentry) => Placement::Instance(format!("fentry_skb_at_{skb}")),
-        (_, ProbeKind::Fexit) => Placement::Instance(format!("fexit_skb_at_{skb}")),
+        (_, ProbeKind::Fentry) => Placement::Instance(vec![format!("fentry_skb_at_{skb}")]),
+        (_, ProbeKind::Fexit) => {
+            Placement::Instance(vec![format!("fexit_entry_at_{skb}"), "fexit_skb".into()])
+        }
         (_, kind) => anyhow::bail!("no program for {kind:?} probes"),
     })
 }
@@ -223,15 +225,17 @@ pub fn attach_all<'o>(
                     record(result, probe, &mut links, &mut report, warn)?;
                 }
             }
-            Placement::Instance(program) => {
+            Placement::Instance(programs) => {
                 let Some(skel) = instances.get(&probe.id) else {
                     // A wildcard's probe whose instance did not load: skipped, with a warning.
                     anyhow::ensure!(probe.optional, "instance missing for {}", probe.spec());
                     report.skipped.push(probe.spec());
                     continue;
                 };
-                let result = attach_one(skel, program, probe, false);
-                record(result, probe, &mut links, &mut report, warn)?;
+                for program in programs {
+                    let result = attach_one(skel, program, probe, false);
+                    record(result, probe, &mut links, &mut report, warn)?;
+                }
             }
         }
     }
@@ -309,14 +313,12 @@ fn attach_one(
                 let link = prog
                     .attach_trace()
                     .with_context(|| format!("cannot attach {spec} (BPF trampoline)"))?;
-                Ok((
-                    link,
-                    if p.starts_with("fexit_") {
-                        "fexit"
-                    } else {
-                        "fentry"
-                    },
-                ))
+                let method = match p {
+                    "fexit_skb" => "fexit",
+                    _ if p.starts_with("fexit_entry") => "fexit entry",
+                    _ => "fentry",
+                };
+                Ok((link, method))
             }
             p => {
                 let retprobe = p == "kretprobe_skb";
@@ -335,7 +337,12 @@ fn attach_one(
                             if retprobe { "kretprobe" } else { "kprobe" }
                         )
                     })?;
-                Ok((link, if retprobe { "kretprobe" } else { "kprobe" }))
+                let method = match p {
+                    "kretprobe_skb" => "kretprobe",
+                    _ if p.starts_with("kret_entry") => "kretprobe entry",
+                    _ => "kprobe",
+                };
+                Ok((link, method))
             }
         },
     }

@@ -457,6 +457,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         open.maps.events.set_max_entries(args.buffer_size as u32)?;
         open.maps.scratch.set_value_size(record_max)?;
         open.maps.scratch.set_max_entries(cpus * NEST_LEVELS)?;
+        // Records parked between function entry and return (kretprobe, fexit): at most
+        // 64 MiB of them, at least 64.
+        open.maps.kret_pending.set_value_size(record_max)?;
+        open.maps
+            .kret_pending
+            .set_max_entries(((64 << 20) / record_max).clamp(64, 4096))?;
         Ok(())
     };
     let mut storage = MaybeUninit::uninit();
@@ -482,11 +488,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     // Instances: one per probe whose identity cannot be a cookie, plus one spare for the
     // single-kprobe fallback of kprobe-multi.
-    let wanted: Vec<(&Probe, &String)> = probes
+    let wanted: Vec<(&Probe, &Vec<String>)> = probes
         .iter()
         .zip(&placements)
         .filter_map(|(probe, placement)| match placement {
-            Placement::Instance(program) => Some((probe, program)),
+            Placement::Instance(programs) => Some((probe, programs)),
             Placement::Primary(_) => None,
         })
         .collect();
@@ -494,19 +500,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (0..=wanted.len()).map(|_| MaybeUninit::uninit()).collect();
     let (spare, storages) = storages.split_last_mut().context("no storage")?;
     let mut instances = BTreeMap::new();
-    let mut instance_programs: Vec<(u32, String)> = Vec::new();
-    for ((probe, program), storage) in wanted.into_iter().zip(storages.iter_mut()) {
+    let mut instance_programs: Vec<(u32, Vec<String>)> = Vec::new();
+    for ((probe, programs), storage) in wanted.into_iter().zip(storages.iter_mut()) {
         let target = match &probe.target {
             Target::Function(f) => Some(f.name.clone()),
             Target::Tracepoint(_) => None,
         };
-        let instance = attach::load_instance(
-            storage,
-            &skel,
-            &configure,
-            probe.id,
-            &[(program.clone(), target)],
-        );
+        let programs_targets: Vec<(String, Option<String>)> = programs
+            .iter()
+            .map(|p| (p.clone(), target.clone()))
+            .collect();
+        let instance =
+            attach::load_instance(storage, &skel, &configure, probe.id, &programs_targets);
         let instance = match instance {
             Ok(instance) => instance,
             Err(err) if probe.optional => {
@@ -517,7 +522,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             Err(err) => return Err(err.context(format!("{}", probe.spec()))),
         };
-        instance_programs.push((probe.id, program.clone()));
+        instance_programs.push((probe.id, programs.clone()));
         instances.insert(probe.id, instance);
     }
     let loaded = started.elapsed();
@@ -689,9 +694,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let stats = report_lost(&skel, &sink, &mut last_stats)?;
     let mut missed = recursion_misses(&skel, &programs);
-    for (id, program) in &instance_programs {
+    for (id, programs) in &instance_programs {
         if let Some(instance) = instances.get(id) {
-            missed += recursion_misses(instance, std::slice::from_ref(program));
+            missed += recursion_misses(instance, programs);
         }
     }
     if missed > 0 {

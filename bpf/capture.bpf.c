@@ -631,6 +631,7 @@ static __always_inline int complete(void *ctx, __s64 retval)
 {
 	struct kret_key key = kret_key(ctx);
 	__u32 probe = key.probe, size;
+	__u64 wake;
 	struct trail_probe_stats *stats = bpf_map_lookup_elem(&probe_stats, &probe);
 	struct trail_event *ev = bpf_map_lookup_elem(&kret_pending, &key);
 
@@ -645,12 +646,15 @@ static __always_inline int complete(void *ctx, __s64 retval)
 	ev->flags |= TRAIL_F_RETVAL;
 	ev->retval = retval;
 	size = sizeof(*ev) + ev->caplen + ev->stack_bytes;
+	wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= wakeup_bytes
+		       ? BPF_RB_FORCE_WAKEUP
+		       : BPF_RB_NO_WAKEUP;
+	/* Separate instructions for the clamp: the verifier needs size <= record_max. */
+	barrier_var(size);
 	if (size > record_max)
 		size = record_max;
-	if (bpf_ringbuf_output(&events, ev, size,
-			       bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= wakeup_bytes
-				       ? BPF_RB_FORCE_WAKEUP
-				       : BPF_RB_NO_WAKEUP))
+	barrier_var(size);
+	if (bpf_ringbuf_output(&events, ev, size, wake))
 		count_lost(stats);
 	bpf_map_delete_elem(&kret_pending, &key);
 	return 0;

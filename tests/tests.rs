@@ -7,5 +7,6 @@ mod filter;
 mod journeys;
 mod kfilter;
 mod parquet;
+mod profiles;
 mod stream;
 mod to_pcap;

@@ -5,7 +5,7 @@ CARGO ?= cargo
 DEB_PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config libpcap-dev make \
 	tcpdump tshark nftables bpftool iproute2 iputils-ping jq python3 python3-venv time
 
-.PHONY: all deps build release test test-unit test-kernel lint run schemas bench bench-capture bench-select clean
+.PHONY: all deps build release test test-unit test-kernel test-vm lint run schemas bench bench-capture bench-select clean
 
 all: build
 
@@ -39,7 +39,14 @@ test-unit: build
 test-kernel: build
 	$(CARGO) test --test kernel -- --test-threads=1
 
-test: lint test-unit test-kernel
+# Kernel function probes (kprobe, fentry...) need kernel features the CI kernel lacks: boot the
+# stock Debian 6.1 and 6.12 kernels once each under QEMU (software emulation, virtme-ng) and run
+# the kernel tests inside. Kernels are cached in ~/.cache/trail/vm; see tests/vm/run.sh.
+test-vm: build
+	tests/vm/run.sh
+
+# Under CI=true the VM lane is part of the test run.
+test: lint test-unit test-kernel $(if $(filter true,$(CI)),test-vm)
 
 # The main job: live capture with the default probes, shown as text. ARGS passes options, e.g.
 # make run ARGS="-p tp:skb:kfree_skb --count 20"

@@ -13,9 +13,16 @@
  *   fewer arguments: a wrong position found in BTF cannot read past the argument array.
  *   User space enables (autoload) only the positions it needs.
  * - The probe identity travels as the BPF cookie of each attachment (`bpf_get_attach_cookie`;
- *   raw_tp cookies exist since kernel 6.10). On older kernels the attach with a cookie fails and
- *   trail-capture says so; the fallback there would be one object instance per probe with the
- *   id in rodata, which this build does not implement.
+ *   kprobe cookies exist since 5.15, raw_tp ones since 6.10). Where there is no cookie (raw_tp
+ *   before 6.10) or one load per target is needed anyway (fentry/fexit: the target function is
+ *   fixed at load), user space loads one more instance of this object per probe, sharing every
+ *   map with the first, with the id in the rodata `fixed_probe`: the verifier then prunes the
+ *   cookie helper call, which older kernels would refuse in raw_tp programs.
+ * - Kernel functions (kprobe, kretprobe, fentry, fexit) have the same per-position program
+ *   families as tracepoints. kretprobe and fexit describe the packet as the function got it:
+ *   an entry program (kprobe or fentry on the same function) builds the whole record and parks
+ *   it by (task, probe); the return program adds the return value and sends it. Reading the skb
+ *   at return would see a packet the function may have changed or freed.
  * - Collectors (skb, dev, netns, conntrack, tracking, packet, stack) are compiled in and switched
  *   by `const volatile` configuration, set before load: the verifier then prunes disabled code.
  *   freplace/fentry extension programs do not load on the kernels we target.
@@ -43,6 +50,8 @@ const volatile __u64 wakeup_bytes = 1 << 20;
 /* Selection (TRAIL_SEL_*): which filters run before an event is built, see selected(). */
 const volatile __u32 selectors = 0;
 const volatile __u32 select_pid = 0;
+/* The probe id of every program of this instance, or TRAIL_NO_PROBE: the attach cookie. */
+const volatile __u32 fixed_probe = TRAIL_NO_PROBE;
 
 /* Dummy globals so the skeleton emits these types for user space (STYLE.md point 6). */
 struct trail_event trail_event_type = {};
@@ -98,6 +107,22 @@ struct {
 	__type(value, struct trail_track);
 	__uint(max_entries, 65536);
 } track_skbs SEC(".maps");
+
+/* kretprobe/fexit: records built at function entry, waiting for the return, by (task, probe).
+ * No BTF value type: user space sets the value size to the record size, like `scratch`. A
+ * probed function interrupted on the same task (softirq) by a call to itself overwrites the
+ * outer call's record: the outer return then finds none and counts a loss. */
+struct kret_key {
+	__u64 task;
+	__u64 probe;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(key_size, sizeof(struct kret_key));
+	__uint(value_size, sizeof(struct trail_event) + 256 + TRAIL_STACK_BYTES);
+	__uint(max_entries, 1024);
+} kret_pending SEC(".maps");
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -413,14 +438,47 @@ static __always_inline bool selected(struct sk_buff *skb, struct fp_input *fp,
 	return true;
 }
 
+/* Kernels before 6.2 flag an offloaded VLAN tag with a bit (the tag can be stale without it);
+ * later ones have vlan_all, non-zero when a tag is present. */
+struct sk_buff___vlan_present {
+	__u8 vlan_present : 1;
+} __attribute__((preserve_access_index));
+
+static __always_inline bool vlan_present(struct sk_buff *skb)
+{
+	if (bpf_core_field_exists(skb->vlan_all))
+		return BPF_CORE_READ(skb, vlan_all) != 0;
+	return BPF_CORE_READ_BITFIELD_PROBED((struct sk_buff___vlan_present *)skb, vlan_present);
+}
+
 static __always_inline void count_lost(struct trail_probe_stats *stats)
 {
 	__sync_fetch_and_add(&stats->lost, 1);
 }
 
-static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reason, __u32 reason)
+/* The probe that fired: rodata for per-probe instances, else the attach cookie. */
+static __always_inline __u32 probe_identity(void *ctx)
 {
-	__u32 probe = (__u32)bpf_get_attach_cookie(ctx);
+	if (fixed_probe != TRAIL_NO_PROBE)
+		return fixed_probe;
+	return (__u32)bpf_get_attach_cookie(ctx);
+}
+
+static __always_inline struct kret_key kret_key(void *ctx)
+{
+	struct kret_key key = {
+		.task = bpf_get_current_task(),
+		.probe = probe_identity(ctx),
+	};
+	return key;
+}
+
+/* `defer`: park the record in kret_pending for the function's return (kretprobe, fexit)
+ * instead of sending it. */
+static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reason, __u32 reason,
+				   bool defer)
+{
+	__u32 probe = probe_identity(ctx);
 	struct trail_probe_stats *stats;
 	struct trail_probe_config *config;
 	struct trail_event *ev;
@@ -532,7 +590,7 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 		ev->gso_size = BPF_CORE_READ(shinfo, gso_size);
 		ev->gso_segs = BPF_CORE_READ(shinfo, gso_segs);
 		ev->gso_type = BPF_CORE_READ(shinfo, gso_type);
-		if (BPF_CORE_READ(skb, vlan_all)) {
+		if (vlan_present(skb)) {
 			ev->flags |= TRAIL_F_VLAN;
 			ev->vlan_tci = BPF_CORE_READ(skb, vlan_tci);
 			ev->vlan_proto = bswap16(BPF_CORE_READ(skb, vlan_proto));
@@ -588,7 +646,11 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 
 	if (size > record_max)
 		size = record_max;
-	{
+	if (defer) {
+		struct kret_key key = kret_key(ctx);
+
+		bpf_map_update_elem(&kret_pending, &key, buf, BPF_ANY);
+	} else {
 		__u64 wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= wakeup_bytes
 				     ? BPF_RB_FORCE_WAKEUP
 				     : BPF_RB_NO_WAKEUP;
@@ -605,7 +667,7 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	SEC("raw_tp")                                                                           \
 	int skb_at_##pos(struct bpf_raw_tracepoint_args *ctx)                                  \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)ctx->args[pos], false, 0);               \
+		return process(ctx, (struct sk_buff *)ctx->args[pos], false, 0, false);               \
 	}
 
 SKB_AT(0)
@@ -622,9 +684,151 @@ SKB_AT(5)
 	int skb_at_##pos##_reason_at_##rpos(struct bpf_raw_tracepoint_args *ctx)               \
 	{                                                                                      \
 		return process(ctx, (struct sk_buff *)ctx->args[pos], true,                    \
-			       (__u32)ctx->args[rpos]);                                          \
+			       (__u32)ctx->args[rpos], false);                                   \
 	}
 
 SKB_AT_REASON_AT(0, 1)
 SKB_AT_REASON_AT(0, 2)
 SKB_AT_REASON_AT(0, 3)
+
+/*
+ * Kernel functions. Families by skb position (0 to 5: the x86-64 and arm64 register
+ * arguments): kprobe (single attachments), kprobe.multi (one link for many functions, 5.18+
+ * with CONFIG_FPROBE), fentry, and the entry halves of kretprobe and fexit probes. fentry and
+ * fexit programs load in per-function instances (see the top comment).
+ */
+#define KPROBE_SKB_AT(pos, n)                                                                  \
+	SEC("kprobe")                                                                           \
+	int kprobe_skb_at_##pos(struct pt_regs *ctx)                                           \
+	{                                                                                      \
+		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, false);   \
+	}                                                                                      \
+	SEC("kprobe.multi")                                                                     \
+	int kmulti_skb_at_##pos(struct pt_regs *ctx)                                           \
+	{                                                                                      \
+		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, false);   \
+	}                                                                                      \
+	SEC("kprobe")                                                                           \
+	int kret_entry_at_##pos(struct pt_regs *ctx)                                           \
+	{                                                                                      \
+		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, true);    \
+	}                                                                                      \
+	SEC("kprobe.multi")                                                                     \
+	int kmulti_ret_entry_at_##pos(struct pt_regs *ctx)                                     \
+	{                                                                                      \
+		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, true);    \
+	}                                                                                      \
+	SEC("fentry")                                                                           \
+	int fentry_skb_at_##pos(unsigned long long *ctx)                                       \
+	{                                                                                      \
+		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, false);               \
+	}                                                                                      \
+	SEC("fentry")                                                                           \
+	int fexit_entry_at_##pos(unsigned long long *ctx)                                      \
+	{                                                                                      \
+		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, true);                \
+	}                                                                                      \
+	SEC("kprobe")                                                                           \
+	int kprobe_track_end_at_##pos(struct pt_regs *ctx)                                     \
+	{                                                                                      \
+		return track_end(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx));                  \
+	}                                                                                      \
+	SEC("fentry")                                                                           \
+	int fentry_track_end_at_##pos(unsigned long long *ctx)                                 \
+	{                                                                                      \
+		return track_end(ctx, (struct sk_buff *)ctx[pos]);                              \
+	}
+
+/* The return half of kretprobe and fexit probes: the parked record, with the return value. */
+static __always_inline int complete(void *ctx, __s64 retval)
+{
+	struct kret_key key = kret_key(ctx);
+	__u32 probe = key.probe, size;
+	__u64 wake;
+	struct trail_probe_stats *stats = bpf_map_lookup_elem(&probe_stats, &probe);
+	struct trail_event *ev = bpf_map_lookup_elem(&kret_pending, &key);
+
+	if (!stats)
+		return 0;
+	if (!ev) {
+		/* Its record was overwritten or evicted (see kret_pending): the entry counted the
+		 * hit, this counts the loss. */
+		count_lost(stats);
+		return 0;
+	}
+	ev->flags |= TRAIL_F_RETVAL;
+	ev->retval = retval;
+	size = sizeof(*ev) + ev->caplen + ev->stack_bytes;
+	wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= wakeup_bytes
+		       ? BPF_RB_FORCE_WAKEUP
+		       : BPF_RB_NO_WAKEUP;
+	/* Separate instructions for the clamp: the verifier needs size <= record_max. */
+	barrier_var(size);
+	if (size > record_max)
+		size = record_max;
+	barrier_var(size);
+	if (bpf_ringbuf_output(&events, ev, size, wake))
+		count_lost(stats);
+	bpf_map_delete_elem(&kret_pending, &key);
+	return 0;
+}
+
+/*
+ * Tracking end points (internal probes, no event): the function frees the skb's data buffer
+ * (TRAIL_PROBE_END_HEAD; when this is the last reference) and/or the sk_buff itself
+ * (TRAIL_PROBE_END_SKB). A buffer or skb reused after this starts a new id even when its bytes
+ * fingerprint like the old packet.
+ */
+static __always_inline int track_end(void *ctx, struct sk_buff *skb)
+{
+	__u32 probe = probe_identity(ctx);
+	struct trail_probe_config *config;
+	__u64 addr = (__u64)skb, head;
+
+	if (!skb || probe >= TRAIL_MAX_PROBES)
+		return 0;
+	config = bpf_map_lookup_elem(&probe_config, &probe);
+	if (!config)
+		return 0;
+	if (config->flags & TRAIL_PROBE_END_HEAD) {
+		unsigned char *h = BPF_CORE_READ(skb, head);
+		struct skb_shared_info *shinfo =
+			(struct skb_shared_info *)(h + BPF_CORE_READ(skb, end));
+		__u32 dataref = BPF_CORE_READ(shinfo, dataref.counter);
+
+		head = (__u64)h;
+		if ((config->flags & TRAIL_PROBE_END_ALWAYS) || (dataref & SKB_DATAREF_MASK) <= 1)
+			bpf_map_delete_elem(&track_heads, &head);
+	}
+	if (config->flags & TRAIL_PROBE_END_SKB)
+		bpf_map_delete_elem(&track_skbs, &addr);
+	return 0;
+}
+
+KPROBE_SKB_AT(0, 1)
+KPROBE_SKB_AT(1, 2)
+KPROBE_SKB_AT(2, 3)
+KPROBE_SKB_AT(3, 4)
+KPROBE_SKB_AT(4, 5)
+KPROBE_SKB_AT(5, 6)
+
+SEC("kretprobe")
+int kretprobe_skb(struct pt_regs *ctx)
+{
+	return complete(ctx, (__s64)PT_REGS_RC(ctx));
+}
+
+SEC("kretprobe.multi")
+int kmulti_ret_skb(struct pt_regs *ctx)
+{
+	return complete(ctx, (__s64)PT_REGS_RC(ctx));
+}
+
+SEC("fexit")
+int fexit_skb(unsigned long long *ctx)
+{
+	__u64 ret = 0;
+
+	bpf_get_func_ret(ctx, &ret);
+	return complete(ctx, (__s64)ret);
+}

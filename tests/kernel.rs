@@ -13,6 +13,8 @@ mod capture;
 mod journeys;
 #[path = "kernel/kfilter.rs"]
 mod kfilter;
+#[path = "kernel/kprobes.rs"]
+mod kprobes;
 #[path = "kernel/netns.rs"]
 mod netns;
 #[path = "kernel/select.rs"]

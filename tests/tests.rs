@@ -8,5 +8,6 @@ mod journeys;
 mod kfilter;
 mod kmeta;
 mod parquet;
+mod profiles;
 mod stream;
 mod to_pcap;

@@ -12,6 +12,8 @@
 
 /* Probes per run (cookie values are indices below this). */
 #define TRAIL_MAX_PROBES 1024
+/* `fixed_probe` when the attach cookie tells the probe. */
+#define TRAIL_NO_PROBE 0xffffffffU
 /* Nesting levels per CPU for the scratch buffer: task, softirq, hardirq, NMI. */
 #define TRAIL_NEST_LEVELS 4
 /* Kernel stack frames kept at most (the kernel's default perf_event_max_stack is 127). */
@@ -34,10 +36,15 @@
 #define TRAIL_F_NEW_ID (1U << 10)     /* this event started a tracking id */
 #define TRAIL_F_REUSED (1U << 11)     /* the id replaced a stale one for the same head */
 #define TRAIL_F_UNTRACKED (1U << 12)  /* ct: skb marked untracked (ctinfo 7, no nf_conn) */
+#define TRAIL_F_RETVAL (1U << 13)     /* retval valid (kretprobe, fexit) */
 
 /* probe_config.flags */
 #define TRAIL_PROBE_STACK (1U << 0)   /* collect the kernel stack */
 #define TRAIL_PROBE_FREES (1U << 1)   /* the skb is freed at this tracepoint: end tracking */
+/* Internal tracking end points (track_end programs): what the function frees. */
+#define TRAIL_PROBE_END_HEAD (1U << 2)   /* the data buffer, on its last reference */
+#define TRAIL_PROBE_END_SKB (1U << 3)    /* the sk_buff */
+#define TRAIL_PROBE_END_ALWAYS (1U << 4) /* the data buffer, whatever dataref says */
 
 /* Collector switches (rodata `collectors`). */
 /* Selectors (`selectors` in rodata): which filters run before an event is built. */
@@ -71,6 +78,7 @@ struct trail_event {
 	__u64 track_first_seen;
 	__u64 track_orig_head;
 	__u64 netns_cookie;
+	__s64 retval;
 	__u32 probe_id;
 	__u32 cpu;
 	__u32 pid;

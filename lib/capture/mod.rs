@@ -14,9 +14,12 @@
 //!   over a task): the inner event then precedes the outer one. Across CPUs the ring buffer
 //!   interleaves by commit time; trail-sort orders by timestamp.
 
+pub mod attach;
 pub mod bpf;
+pub mod functions;
 pub mod kernel;
 pub mod probe;
+pub mod profile;
 pub mod record;
 pub mod select;
 pub mod splice;
@@ -32,14 +35,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, RawTracepointOpts, RingBufferBuilder};
+use libbpf_rs::{MapCore, MapFlags, RingBufferBuilder};
 
+use self::attach::Placement;
 use self::bpf::types;
-use self::probe::{Probe, ProbeSpec};
+use self::probe::{Probe, ProbeSpec, Target};
 use self::record::Decoder;
 use crate::cli::{self, Output};
 use crate::error::UsageError;
-use crate::event::{Clock, Header, Lost, ProbeTotals, Trailer, FORMAT_MAJOR, FORMAT_MINOR};
+use crate::event::{self, Clock, Header, Lost, ProbeTotals, Trailer, FORMAT_MAJOR, FORMAT_MINOR};
 
 /// Probes per run (`TRAIL_MAX_PROBES` in `bpf/include/capture.h`).
 pub const MAX_PROBES: usize = 1024;
@@ -62,6 +66,9 @@ const C_PACKET: u32 = 1 << 5;
 // Probe flags (capture.h TRAIL_PROBE_*).
 const PROBE_STACK: u32 = 1 << 0;
 const PROBE_FREES: u32 = 1 << 1;
+const PROBE_END_HEAD: u32 = 1 << 2;
+const PROBE_END_SKB: u32 = 1 << 3;
+const PROBE_END_ALWAYS: u32 = 1 << 4;
 
 /// What each event can carry besides `common` and `probe`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -93,13 +100,26 @@ impl Collector {
 #[command(name = "trail-capture", version)]
 pub struct Args {
     /// Probe to attach, `[KIND:]TARGET[/OPTS]`, repeatable. KIND `tp` (tracepoint, e.g.
-    /// `tp:skb:kfree_skb`, globs allowed: `tp:net:*`); `k`/`kprobe`, `kr`/`kretprobe`,
-    /// `f`/`fentry`, `fx`/`fexit` are parsed but need kernel features checked at start. OPTS:
-    /// `stack` (kernel stack). Default: tp:net:netif_receive_skb and tp:net:net_dev_start_xmit.
+    /// `tp:skb:kfree_skb`), `k`/`kprobe`, `kr`/`kretprobe` (with the return value), `f`/`fentry`,
+    /// `fx`/`fexit` (with the return value) on any kernel function with a struct sk_buff
+    /// argument; globs allowed (`tp:net:*`, `k:tcp_*`). A bare function name (`ip_rcv`) is an
+    /// fentry where BPF trampolines work, else a kprobe. OPTS: `stack` (kernel stack).
+    /// Default: tp:net:netif_receive_skb and tp:net:net_dev_start_xmit.
     #[arg(short = 'p', long = "probe", value_name = "PROBE")]
     pub probes: Vec<String>,
+    /// Use the probes and options of profile NAME (a YAML file; see --list-profiles),
+    /// repeatable; -p probes are added to the profile's.
+    #[arg(short = 'P', long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
+    /// List the profiles found (shipped, user and system directories) and exit.
+    #[arg(long)]
+    pub list_profiles: bool,
+    /// Do not probe the kernel functions that free skbs to end tracking ids (done by default
+    /// where kprobes or trampolines work and tracking is collected).
+    #[arg(long)]
+    pub no_tracking_ends: bool,
     /// List the tracepoints this kernel offers with a struct sk_buff argument (optionally those
-    /// matching PATTERN, e.g. `net:*`) and exit.
+    /// matching PATTERN, e.g. `net:*`; `k:tcp_*` lists kernel functions) and exit.
     #[arg(long, value_name = "PATTERN", num_args = 0..=1, default_missing_value = "*")]
     pub list_probes: Option<String>,
     /// Write the binary stream to FILE (appears only once complete).
@@ -226,11 +246,36 @@ fn install_signal_handlers() {
     }
 }
 
-/// `--list-probes`: tracepoints with an skb argument (no privileges needed beyond reading BTF).
+/// `--list-probes`: tracepoints with an skb argument (no privileges needed beyond reading BTF),
+/// or with a function kind prefix (`k:tcp_*`), the traceable kernel functions with one.
 fn list_probes(pattern: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let function_kind = pattern.split_once(':').and_then(|(kind, rest)| match kind {
+        "k" | "kprobe" | "kr" | "kretprobe" | "f" | "fentry" | "fx" | "fexit" => Some((kind, rest)),
+        _ => None,
+    });
+    if let Some((kind, glob)) = function_kind {
+        let all = functions::kernel_functions()?;
+        let traceable = functions::traceable();
+        let mut seen = std::collections::BTreeSet::new();
+        for f in &all {
+            let Some(skb) = f.skb else { continue };
+            let listed = traceable
+                .as_ref()
+                .is_none_or(|t| t.get(&f.name).copied() == Some(1));
+            if !listed || !probe::glob(glob, &f.name) || !seen.insert(f.name.as_str()) {
+                continue;
+            }
+            write!(out, "{kind}:{}  (skb arg {skb}", f.name)?;
+            if let Some(module) = &f.module {
+                write!(out, ", module {module}")?;
+            }
+            writeln!(out, ")")?;
+        }
+        return Ok(out.flush()?);
+    }
     let btf = probe::kernel_btf()?;
     let all = probe::tracepoints(&btf)?;
-    let mut out = std::io::stdout().lock();
     for tp in all
         .iter()
         .filter(|tp| !tp.group.is_empty() && probe::target_matches(pattern, tp))
@@ -243,20 +288,6 @@ fn list_probes(pattern: &str) -> anyhow::Result<()> {
         writeln!(out, ")")?;
     }
     Ok(out.flush()?)
-}
-
-/// Name of the program that reads the skb (and drop reason) at the tracepoint's positions.
-fn program_name(tp: &probe::Tracepoint) -> anyhow::Result<String> {
-    let skb = tp.skb.context("no skb argument")?;
-    match tp.drop_reason {
-        Some(reason @ 1..=3) if skb == 0 => Ok(format!("skb_at_0_reason_at_{reason}")),
-        _ if skb <= 5 => Ok(format!("skb_at_{skb}")),
-        _ => Err(UsageError(format!(
-            "tp:{}: its skb is argument {skb}; this build has programs for positions 0 to 5",
-            tp.full_name()
-        ))
-        .into()),
-    }
 }
 
 /// What the ring-buffer callback and the main loop share.
@@ -359,17 +390,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(pattern) = &args.list_probes {
         return list_probes(pattern);
     }
-    let specs: Vec<ProbeSpec> = if args.probes.is_empty() {
-        DEFAULT_PROBES
+    if args.list_profiles {
+        return profile::list();
+    }
+    let mut args = args;
+    let mut specs: Vec<ProbeSpec> = Vec::new();
+    for name in &args.profiles.clone() {
+        let profile = profile::find(name)?;
+        specs.extend(profile.apply(&mut args)?);
+    }
+    let explicit: Vec<ProbeSpec> = args
+        .probes
+        .iter()
+        .map(|s| ProbeSpec::parse(s))
+        .collect::<Result<_, _>>()?;
+    specs.extend(explicit);
+    if specs.is_empty() {
+        specs = DEFAULT_PROBES
             .iter()
             .map(|s| ProbeSpec::parse(s))
-            .collect::<Result<_, _>>()?
-    } else {
-        args.probes
-            .iter()
-            .map(|s| ProbeSpec::parse(s))
-            .collect::<Result<_, _>>()?
-    };
+            .collect::<Result<_, _>>()?;
+    }
     if args.duration.is_some_and(|d| !(d > 0.0 && d.is_finite())) {
         return Err(UsageError("--duration must be a positive number of seconds".into()).into());
     }
@@ -382,13 +423,48 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if all.iter().all(|tp| tp.group.is_empty()) {
         anyhow::bail!("cannot read tracepoint groups from tracefs (mount it: mount -t tracefs nodev /sys/kernel/tracing)");
     }
-    let probes = probe::resolve(&specs, &all, &btf, &mut |warning| {
+    let collectors = args.collectors.iter().fold(0, |mask, c| mask | c.bit());
+    let features = functions::Features::detect(&btf, probe::fentry_test_id(&btf));
+    let wants_functions = specs.iter().any(|s| s.kind != event::ProbeKind::Tracepoint);
+    let track_ends = collectors & C_TRACKING != 0
+        && !args.no_tracking_ends
+        && (features.kprobes || features.trampolines.is_ok());
+    let (kernel_functions, traceable) = if wants_functions || track_ends {
+        (functions::kernel_functions()?, functions::traceable())
+    } else {
+        (Vec::new(), None)
+    };
+    let targets = probe::Targets {
+        tracepoints: &all,
+        functions: &kernel_functions,
+        traceable: traceable.as_ref(),
+        features: &features,
+    };
+    let mut probes = probe::resolve(&specs, &targets, &mut |warning| {
         eprintln!("trail-capture: warning: {warning}")
     })?;
-    let programs: Vec<String> = probes
+    let internal = if track_ends {
+        probe::add_track_ends(&mut probes, &targets)
+    } else {
+        Vec::new()
+    };
+    let placements: Vec<Placement> = probes
         .iter()
-        .map(|p| program_name(&p.tracepoint))
+        .map(|p| attach::placement(p, &features))
         .collect::<Result<_, _>>()?;
+    let programs: Vec<String> = {
+        let mut names: Vec<String> = placements
+            .iter()
+            .filter_map(|p| match p {
+                Placement::Primary(names) => Some(names.clone()),
+                Placement::Instance(_) => None,
+            })
+            .flatten()
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
     let kallsyms = if probes.iter().any(|p| p.stack) {
         Some(kernel::Kallsyms::load().context("cannot symbolize stacks")?)
     } else {
@@ -401,7 +477,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         probe::enum_names(&btf, "tcp_conntrack", "TCP_CONNTRACK_"),
         kallsyms,
     );
-    let collectors = args.collectors.iter().fold(0, |mask, c| mask | c.bit());
     let selection = select::Selection::build(
         &args.selection_options(),
         &btf,
@@ -409,6 +484,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &mut |warning| eprintln!("trail-capture: warning: {warning}"),
     )?;
     drop(btf);
+    drop(kernel_functions);
     let output = Output::create(args.output.as_deref())?;
     let text = output.is_text();
 
@@ -417,11 +493,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let record_max = std::mem::size_of::<types::trail_event>() as u32 + args.snaplen + STACK_BYTES;
     let cpus = libbpf_rs::num_possible_cpus().context("cannot count CPUs")? as u32;
     splice::register().map_err(anyhow::Error::msg)?;
-    let mut storage = MaybeUninit::uninit();
-    let mut open = bpf::CaptureSkelBuilder::default()
-        .open(&mut storage)
-        .context("cannot open the BPF object")?;
-    {
+    // Everything the primary object and each instance are opened with.
+    let configure = |open: &mut bpf::OpenCaptureSkel<'_>| -> anyhow::Result<()> {
         let rodata = open
             .maps
             .rodata_data
@@ -433,80 +506,151 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rodata.wakeup_bytes = (args.buffer_size / 8).min(1 << 20);
         rodata.selectors = selection.selectors;
         rodata.select_pid = selection.pid;
-    }
-    open.maps.events.set_max_entries(args.buffer_size as u32)?;
-    open.maps.scratch.set_value_size(record_max)?;
-    open.maps.scratch.set_max_entries(cpus * NEST_LEVELS)?;
+        open.maps.events.set_max_entries(args.buffer_size as u32)?;
+        open.maps.scratch.set_value_size(record_max)?;
+        open.maps.scratch.set_max_entries(cpus * NEST_LEVELS)?;
+        // Records parked between function entry and return (kretprobe, fexit): at most
+        // 64 MiB of them, at least 64.
+        open.maps.kret_pending.set_value_size(record_max)?;
+        open.maps
+            .kret_pending
+            .set_max_entries(((64 << 20) / record_max).clamp(64, 4096))?;
+        Ok(())
+    };
+    let mut storage = MaybeUninit::uninit();
+    let mut open = bpf::CaptureSkelBuilder::default()
+        .open(&mut storage)
+        .context("cannot open the BPF object")?;
+    configure(&mut open)?;
     for mut program in open.open_object_mut().progs_mut() {
         let name = program.name().to_string_lossy().into_owned();
         program.set_autoload(programs.contains(&name));
     }
-    splice::install(selection.bodies(open.open_object_mut())?);
-    let skel = open.load();
-    let splice_error = splice::clear();
-    let skel = match (skel, splice_error) {
-        (Ok(skel), _) => skel,
-        (Err(err), Some(splice)) => return Err(err).context(splice),
-        (Err(err), None) if selection.selectors != 0 => {
-            return Err(err).context(format!(
-                "cannot load the BPF programs with the filters ({})",
-                selection.describe()
-            ))
+    // The filters stay installed until every instance is loaded (see splice.rs).
+    let bodies = selection.bodies(open.open_object_mut())?;
+    let splicing = !bodies.is_empty();
+    splice::install(bodies);
+    let skel = match open.load() {
+        Ok(skel) => skel,
+        Err(err) => {
+            let context = match splice::clear() {
+                Err(splice) => splice,
+                Ok(_) if selection.selectors != 0 => format!(
+                    "cannot load the BPF programs with the filters ({})",
+                    selection.describe()
+                ),
+                Ok(_) => "cannot load the BPF programs".into(),
+            };
+            return Err(err).context(context);
         }
-        (Err(err), None) => return Err(err).context("cannot load the BPF programs"),
     };
-    let loaded = started.elapsed();
     for probe in &probes {
         let mut config = [0u8; 8];
         let flags = if probe.stack { PROBE_STACK } else { 0 }
-            | if probe.frees_skb() { PROBE_FREES } else { 0 };
+            | if probe.frees_skb() { PROBE_FREES } else { 0 }
+            | probe.track_end;
         config[..4].copy_from_slice(&flags.to_ne_bytes());
         skel.maps
             .probe_config
             .update(&probe.id.to_ne_bytes(), &config, MapFlags::ANY)
             .context("cannot configure probes")?;
     }
-
-    // Attach, the probe id as cookie.
-    let mut links: Vec<Link> = Vec::with_capacity(probes.len());
-    for (probe, program_name) in probes.iter().zip(&programs) {
-        let program = skel
-            .object()
-            .progs_mut()
-            .find(|p| p.name().to_str() == Some(program_name.as_str()))
-            .context("program missing from the BPF object")?;
-        let opts = RawTracepointOpts {
-            cookie: u64::from(probe.id),
-            ..Default::default()
+    // Instances: one per probe whose identity cannot be a cookie, plus one spare for the
+    // single-kprobe fallback of kprobe-multi.
+    let wanted: Vec<(&Probe, &Vec<String>)> = probes
+        .iter()
+        .zip(&placements)
+        .filter_map(|(probe, placement)| match placement {
+            Placement::Instance(programs) => Some((probe, programs)),
+            Placement::Primary(_) => None,
+        })
+        .collect();
+    let mut storages: Vec<MaybeUninit<libbpf_rs::OpenObject>> =
+        (0..=wanted.len()).map(|_| MaybeUninit::uninit()).collect();
+    let (spare, storages) = storages.split_last_mut().context("no storage")?;
+    let mut instances = BTreeMap::new();
+    let mut instance_programs: Vec<(u32, Vec<String>)> = Vec::new();
+    for ((probe, programs), storage) in wanted.into_iter().zip(storages.iter_mut()) {
+        let target = match &probe.target {
+            Target::Function(f) => Some(f.name.clone()),
+            Target::Tracepoint(_) => None,
         };
-        let link = program
-            .attach_raw_tracepoint_with_opts(&probe.tracepoint.name, opts)
-            .with_context(|| {
-                format!(
-                    "cannot attach {} (raw tracepoint with a BPF cookie: needs kernel 6.10 or later)",
-                    probe.spec()
-                )
-            })?;
-        links.push(link);
+        let programs_targets: Vec<(String, Option<String>)> = programs
+            .iter()
+            .map(|p| (p.clone(), target.clone()))
+            .collect();
+        let instance =
+            attach::load_instance(storage, &skel, &configure, probe.id, &programs_targets);
+        let instance = match instance {
+            Ok(instance) => instance,
+            Err(err) if probe.optional => {
+                if !probe.is_internal() {
+                    eprintln!("trail-capture: warning: skipping {}: {err:#}", probe.spec());
+                }
+                continue;
+            }
+            Err(err) => return Err(err.context(probe.spec())),
+        };
+        instance_programs.push((probe.id, programs.clone()));
+        instances.insert(probe.id, instance);
     }
+    let loaded = started.elapsed();
+
+    // Attach: cookies on the primary object, instances as they are.
+    let mut spare = Some(spare);
+    let mut fallback = |names: &[String]| {
+        let storage = spare.take().context("kprobe fallback used twice")?;
+        let programs: Vec<(String, Option<String>)> =
+            names.iter().map(|n| (n.clone(), None)).collect();
+        attach::load_instance(storage, &skel, &configure, attach::NO_PROBE, &programs)
+    };
+    let mut kept = Vec::new();
+    let (links, report) = attach::attach_all(
+        &skel,
+        &probes,
+        &placements,
+        &instances,
+        &mut fallback,
+        &mut kept,
+        &mut |warning| eprintln!("trail-capture: warning: {warning}"),
+    )?;
     let attached = started.elapsed();
+    match splice::clear() {
+        Err(err) => anyhow::bail!(err),
+        Ok(0) if splicing => anyhow::bail!(
+            "the filters were not placed in any probe program (BPF section without our load \
+             handler?)"
+        ),
+        Ok(_) => {}
+    }
     if args.verbose {
+        eprintln!("trail-capture: kernel: {}", features.describe());
         eprintln!(
-            "trail-capture: {} probes, programs {:?}; loaded in {:.1} ms, attached in {:.1} ms",
-            probes.len(),
-            {
-                let mut p = programs.clone();
-                p.sort();
-                p.dedup();
-                p
-            },
+            "trail-capture: {} probes, programs {:?} and {} instances; loaded in {:.1} ms, attached in {:.1} ms ({})",
+            probes.iter().filter(|p| !p.is_internal()).count(),
+            programs,
+            instances.len() + kept.len(),
             loaded.as_secs_f64() * 1e3,
-            (attached - loaded).as_secs_f64() * 1e3
+            (attached - loaded).as_secs_f64() * 1e3,
+            report
+                .methods
+                .iter()
+                .map(|(method, n)| format!("{n} {method}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         if selection.selectors != 0 {
             eprintln!("trail-capture: selection: {}", selection.describe());
         }
+        if let Some(why) = &report.multi_fallback {
+            eprintln!("trail-capture: kprobe-multi failed, attached one by one: {why}");
+        }
+        if !internal.is_empty() {
+            eprintln!("trail-capture: tracking ends at {}", internal.join(", "));
+        }
     }
+    let probes: Vec<Probe> = probes;
+    let public: Vec<&Probe> = probes.iter().filter(|p| !p.is_internal()).collect();
 
     let (host, release) = kernel::uname();
     let (offset, started_ns) = kernel::realtime_offset_ns();
@@ -521,7 +665,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             realtime_offset_ns: offset,
         },
         command: std::env::args().collect(),
-        probes: probes.iter().map(Probe::spec).collect(),
+        probes: public.iter().map(|p| p.spec()).collect(),
         snaplen: args.snaplen,
         started_ns,
         pipeline: vec![cli::this_stage("trail-capture")],
@@ -567,6 +711,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for (probe, ((_, lost), reported)) in probes
             .iter()
             .zip(stats.iter().zip(reported_lost.iter_mut()))
+            .filter(|(probe, _)| !probe.is_internal())
         {
             if *lost > *reported {
                 sink.output.lost(&Lost {
@@ -628,7 +773,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Err(err);
     }
     let stats = report_lost(&skel, &sink, &mut last_stats)?;
-    let missed = recursion_misses(&skel, &programs);
+    let mut missed = recursion_misses(&skel, &programs);
+    for (id, programs) in &instance_programs {
+        if let Some(instance) = instances.get(id) {
+            missed += recursion_misses(instance, programs);
+        }
+    }
     if missed > 0 {
         sink.borrow_mut().output.lost(&Lost {
             probe: String::new(),
@@ -639,6 +789,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })?;
     }
     drop(ring);
+    drop(kept);
+    drop(instances);
     drop(skel);
     let duration_ns = kernel::monotonic_ns().saturating_sub(start_mono);
     let mut sink = sink.into_inner();
@@ -648,7 +800,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         duration_ns,
         probes: BTreeMap::new(),
     };
-    for (probe, ((hits, lost), events)) in probes.iter().zip(stats.iter().zip(&sink.events)) {
+    for (probe, ((hits, lost), events)) in probes
+        .iter()
+        .zip(stats.iter().zip(&sink.events))
+        .filter(|(probe, _)| !probe.is_internal())
+    {
         trailer.probes.insert(
             probe.spec(),
             ProbeTotals {

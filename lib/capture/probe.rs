@@ -15,6 +15,7 @@ use anyhow::{bail, Context};
 use libbpf_rs::btf::types::{Enum, Enum64, FuncProto, Ptr, Typedef};
 use libbpf_rs::btf::{Btf, BtfKind, BtfType, ReferencesType};
 
+use super::functions::{Features, Function, KPROBE_PMU};
 use crate::error::UsageError;
 use crate::event::ProbeKind;
 
@@ -26,6 +27,9 @@ pub struct ProbeSpec {
     pub target: String,
     /// Per-probe option `stack`: collect the kernel stack.
     pub stack: bool,
+    /// No KIND was given for a function: the kind is chosen by what the kernel offers
+    /// ([`default_kind`]); `kind` then says `Kprobe`.
+    pub default_kind: bool,
 }
 
 impl ProbeSpec {
@@ -37,6 +41,7 @@ impl ProbeSpec {
             Some((body, opts)) => (body, Some(opts)),
             None => (text, None),
         };
+        let default_kind = !body.contains(':');
         let (kind, target) = match body.split_once(':') {
             Some((prefix, rest)) => match prefix {
                 "tp" => (ProbeKind::Tracepoint, rest),
@@ -82,10 +87,11 @@ impl ProbeSpec {
             kind,
             target: target.to_string(),
             stack,
+            default_kind,
         })
     }
 
-    fn is_pattern(&self) -> bool {
+    pub fn is_pattern(&self) -> bool {
         self.target.contains(['*', '?'])
     }
 }
@@ -111,23 +117,58 @@ impl Tracepoint {
     }
 }
 
-/// A probe ready to attach: the tracepoint, its options, and its id (the BPF cookie).
+/// What a probe is attached to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Tracepoint(Tracepoint),
+    Function(Function),
+}
+
+/// A probe ready to attach: kind, target, options, and its id (the BPF cookie or the rodata
+/// `fixed_probe` of its instance).
 #[derive(Clone, Debug)]
 pub struct Probe {
     pub id: u32,
-    pub tracepoint: Tracepoint,
+    pub kind: ProbeKind,
+    pub target: Target,
     pub stack: bool,
+    /// Internal tracking end point (`TRAIL_PROBE_END_*` flags): emits no event, is not listed
+    /// in the stream header or trailer.
+    pub track_end: u32,
+    /// Matched by a wildcard: failing to attach it skips it (with a warning) instead of
+    /// failing the run.
+    pub optional: bool,
 }
 
 impl Probe {
-    /// The probe in the user's syntax: `tp:net:netif_receive_skb`.
+    /// Tracepoint `group:name` or function name, as events name it.
+    pub fn name(&self) -> String {
+        match &self.target {
+            Target::Tracepoint(tp) => tp.full_name(),
+            Target::Function(f) => f.name.clone(),
+        }
+    }
+
+    /// The probe in the user's syntax: `tp:net:netif_receive_skb`, `f:ip_rcv`.
     pub fn spec(&self) -> String {
-        format!("tp:{}", self.tracepoint.full_name())
+        format!("{}:{}", self.kind.marker(), self.name())
+    }
+
+    /// Position of the skb argument.
+    pub fn skb(&self) -> Option<usize> {
+        match &self.target {
+            Target::Tracepoint(tp) => tp.skb,
+            Target::Function(f) => f.skb,
+        }
     }
 
     /// Whether the kernel frees the skb right after this tracepoint (ends its tracking id).
     pub fn frees_skb(&self) -> bool {
-        matches!(self.tracepoint.name.as_str(), "kfree_skb" | "consume_skb")
+        matches!(&self.target, Target::Tracepoint(tp) if matches!(tp.name.as_str(), "kfree_skb" | "consume_skb"))
+    }
+
+    pub fn is_internal(&self) -> bool {
+        self.track_end != 0
     }
 }
 
@@ -183,13 +224,17 @@ fn points_to_struct(ty: BtfType<'_>, name: &str) -> bool {
     pointee.kind() == BtfKind::Struct && pointee.name().and_then(|n| n.to_str()) == Some(name)
 }
 
-/// Tracepoint name → group, from tracefs. Mounts tracefs on a private temporary directory when
-/// it is not mounted anywhere (and unmounts it), so the host's mounts are left as they were.
+/// Tracepoint name → group, from tracefs.
 fn tracefs_groups() -> anyhow::Result<BTreeMap<String, String>> {
+    with_tracefs(|dir| read_groups(&dir.join("events")))
+}
+
+/// Runs `f` on the tracefs directory. Mounts tracefs on a private temporary directory when it
+/// is not mounted anywhere (and unmounts it), so the host's mounts are left as they were.
+pub fn with_tracefs<T>(f: impl FnOnce(&Path) -> anyhow::Result<T>) -> anyhow::Result<T> {
     for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
-        let events = Path::new(dir).join("events");
-        if events.is_dir() {
-            return read_groups(&events);
+        if Path::new(dir).join("events").is_dir() {
+            return f(Path::new(dir));
         }
     }
     let temp = tempfile::Builder::new()
@@ -210,10 +255,10 @@ fn tracefs_groups() -> anyhow::Result<BTreeMap<String, String>> {
     if rc != 0 {
         bail!("cannot mount tracefs: {}", std::io::Error::last_os_error());
     }
-    let groups = read_groups(&temp.path().join("events"));
+    let result = f(temp.path());
     // SAFETY: `target` is a valid NUL-terminated path we mounted above.
     unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-    groups
+    result
 }
 
 fn read_groups(events: &Path) -> anyhow::Result<BTreeMap<String, String>> {
@@ -260,108 +305,317 @@ pub fn target_matches(target: &str, tp: &Tracepoint) -> bool {
     }
 }
 
-/// Why a non-tracepoint probe cannot run here, checked before anything is loaded.
-pub fn unsupported_kind(spec: &ProbeSpec, btf: &Btf<'_>) -> String {
-    let kprobe_pmu = Path::new("/sys/bus/event_source/devices/kprobe");
-    let what = format!("{}:{}", spec.kind.marker(), spec.target);
-    match spec.kind {
-        ProbeKind::Kprobe | ProbeKind::Kretprobe => {
-            if kprobe_pmu.exists() {
-                format!("{what}: kprobe probes are not implemented by this trail-capture yet")
-            } else {
-                format!(
-                    "{what}: this kernel has no kprobes (no kprobe PMU at {}; CONFIG_KPROBES is not set)",
-                    kprobe_pmu.display()
-                )
-            }
-        }
-        _ => {
-            let func = btf
-                .type_by_name::<libbpf_rs::btf::types::Func<'_>>(&spec.target)
-                .map(|f| f.type_id());
-            match func {
-                None => format!("{what}: no function '{}' in the kernel BTF", spec.target),
-                Some(id) => match super::kernel::fentry_loads(u32::from(id)) {
-                    Ok(()) => format!("{what}: fentry/fexit probes are not implemented by this trail-capture yet"),
-                    Err(err) => format!(
-                        "{what}: this kernel refuses fentry/fexit programs (BPF_PROG_LOAD of a test fentry program: {err}); BPF trampolines are unavailable"
-                    ),
-                },
-            }
-        }
+/// Why a kind of function probe cannot run here (`None`: it can).
+pub fn missing_feature(kind: ProbeKind, what: &str, features: &Features) -> Option<String> {
+    match kind {
+        ProbeKind::Kprobe | ProbeKind::Kretprobe if !features.kprobes => Some(format!(
+            "{what}: this kernel has no kprobes (no kprobe PMU at {KPROBE_PMU}; CONFIG_KPROBES is not set)"
+        )),
+        ProbeKind::Fentry | ProbeKind::Fexit => features.trampolines.as_ref().err().map(|err| {
+            format!(
+                "{what}: this kernel refuses fentry/fexit programs (BPF_PROG_LOAD of a test fentry program: {err}); BPF trampolines are unavailable"
+            )
+        }),
+        _ => None,
     }
 }
 
+/// The kernel's probe targets: tracepoints, and (when a function probe asks for them) its
+/// functions, which of them are traceable, and the features of each kind.
+pub struct Targets<'a> {
+    pub tracepoints: &'a [Tracepoint],
+    pub functions: &'a [Function],
+    /// From `available_filter_functions`; `None` when unreadable (then every BTF function is
+    /// tried, and the kernel says no at attach).
+    pub traceable: Option<&'a std::collections::HashMap<String, u32>>,
+    pub features: &'a Features,
+}
+
+/// The highest skb position the programs read (x86-64 and arm64 register arguments).
+pub const MAX_SKB_POSITION: usize = 5;
+
 /// Turns specs into probes (ids in order). Exact names must exist and have an skb argument;
-/// patterns skip tracepoints without one, with a warning each, and must match something usable.
+/// patterns skip targets without one, with a warning, and must match something usable.
 pub fn resolve(
     specs: &[ProbeSpec],
-    all: &[Tracepoint],
-    btf: &Btf<'_>,
+    targets: &Targets<'_>,
     warn: &mut dyn FnMut(String),
 ) -> anyhow::Result<Vec<Probe>> {
     let mut probes: Vec<Probe> = Vec::new();
     let mut seen = BTreeSet::new();
+    let mut push = |probes: &mut Vec<Probe>, probe: Probe| -> anyhow::Result<()> {
+        if let Some(existing) = probes
+            .iter_mut()
+            .find(|p| p.kind == probe.kind && p.target == probe.target)
+        {
+            existing.stack |= probe.stack;
+            existing.optional &= probe.optional;
+            return Ok(());
+        }
+        if !seen.insert(probe.spec()) {
+            return Ok(());
+        }
+        if probes.len() >= super::MAX_PROBES {
+            return Err(
+                UsageError(format!("too many probes (at most {})", super::MAX_PROBES)).into(),
+            );
+        }
+        probes.push(Probe {
+            id: probes.len() as u32,
+            ..probe
+        });
+        Ok(())
+    };
     for spec in specs {
-        if spec.kind != ProbeKind::Tracepoint {
-            return Err(UsageError(unsupported_kind(spec, btf)).into());
-        }
-        let matched: Vec<&Tracepoint> = all
-            .iter()
-            .filter(|tp| !tp.group.is_empty() && target_matches(&spec.target, tp))
-            .collect();
-        if matched.is_empty() {
-            return Err(UsageError(format!(
-                "unknown probe 'tp:{}': no such tracepoint (see --list-probes)",
-                spec.target
-            ))
-            .into());
-        }
-        let mut usable = 0;
-        for tp in matched {
-            if tp.skb.is_none() {
-                if spec.is_pattern() {
-                    warn(format!(
-                        "skipping tp:{}: no struct sk_buff argument",
-                        tp.full_name()
-                    ));
-                    continue;
-                }
-                return Err(UsageError(format!(
-                    "probe 'tp:{}' has no struct sk_buff argument: nothing to capture",
-                    tp.full_name()
-                ))
-                .into());
+        if spec.kind == ProbeKind::Tracepoint {
+            for tp in resolve_tracepoints(spec, targets.tracepoints, warn)? {
+                push(
+                    &mut probes,
+                    Probe {
+                        id: 0,
+                        kind: ProbeKind::Tracepoint,
+                        target: Target::Tracepoint(tp),
+                        stack: spec.stack,
+                        track_end: 0,
+                        optional: spec.is_pattern(),
+                    },
+                )?;
             }
-            usable += 1;
-            if let Some(existing) = probes.iter_mut().find(|p| p.tracepoint == *tp) {
-                existing.stack |= spec.stack;
-                continue;
+        } else {
+            let (kind, functions) = resolve_functions(spec, targets, warn)?;
+            for function in functions {
+                push(
+                    &mut probes,
+                    Probe {
+                        id: 0,
+                        kind,
+                        target: Target::Function(function),
+                        stack: spec.stack,
+                        track_end: 0,
+                        optional: spec.is_pattern(),
+                    },
+                )?;
             }
-            if !seen.insert(tp.full_name()) {
-                continue;
-            }
-            let id = probes.len() as u32;
-            if id as usize >= super::MAX_PROBES {
-                return Err(
-                    UsageError(format!("too many probes (at most {})", super::MAX_PROBES)).into(),
-                );
-            }
-            probes.push(Probe {
-                id,
-                tracepoint: tp.clone(),
-                stack: spec.stack,
-            });
-        }
-        if usable == 0 {
-            return Err(UsageError(format!(
-                "probe 'tp:{}' matches no tracepoint with a struct sk_buff argument",
-                spec.target
-            ))
-            .into());
         }
     }
     Ok(probes)
+}
+
+fn resolve_tracepoints(
+    spec: &ProbeSpec,
+    all: &[Tracepoint],
+    warn: &mut dyn FnMut(String),
+) -> anyhow::Result<Vec<Tracepoint>> {
+    let matched: Vec<&Tracepoint> = all
+        .iter()
+        .filter(|tp| !tp.group.is_empty() && target_matches(&spec.target, tp))
+        .collect();
+    if matched.is_empty() {
+        return Err(UsageError(format!(
+            "unknown probe 'tp:{}': no such tracepoint (see --list-probes)",
+            spec.target
+        ))
+        .into());
+    }
+    let mut out = Vec::new();
+    for tp in matched {
+        if tp.skb.is_none() {
+            if spec.is_pattern() {
+                warn(format!(
+                    "skipping tp:{}: no struct sk_buff argument",
+                    tp.full_name()
+                ));
+                continue;
+            }
+            return Err(UsageError(format!(
+                "probe 'tp:{}' has no struct sk_buff argument: nothing to capture",
+                tp.full_name()
+            ))
+            .into());
+        }
+        out.push(tp.clone());
+    }
+    if out.is_empty() {
+        return Err(UsageError(format!(
+            "probe 'tp:{}' matches no tracepoint with a struct sk_buff argument",
+            spec.target
+        ))
+        .into());
+    }
+    Ok(out)
+}
+
+/// The kind a kind-less function probe gets: fentry where trampolines work (lowest cost), else
+/// kprobe. A wildcard prefers kprobes: one program serves every function, while each fentry
+/// target costs a program load.
+pub fn default_kind(pattern: bool, features: &Features) -> Option<ProbeKind> {
+    let fentry = features.trampolines.is_ok();
+    match (pattern, fentry, features.kprobes) {
+        (false, true, _) => Some(ProbeKind::Fentry),
+        (_, _, true) => Some(ProbeKind::Kprobe),
+        (true, true, false) => Some(ProbeKind::Fentry),
+        _ => None,
+    }
+}
+
+fn resolve_functions(
+    spec: &ProbeSpec,
+    targets: &Targets<'_>,
+    warn: &mut dyn FnMut(String),
+) -> anyhow::Result<(ProbeKind, Vec<Function>)> {
+    let pattern = spec.is_pattern();
+    let kind = if spec.default_kind {
+        default_kind(pattern, targets.features).ok_or_else(|| {
+            UsageError(format!(
+                "{}: this kernel has neither kprobes (no kprobe PMU at {KPROBE_PMU}) nor BPF trampolines ({})",
+                spec.target,
+                targets.features.trampolines.as_ref().err().map(String::as_str).unwrap_or("")
+            ))
+        })?
+    } else {
+        spec.kind
+    };
+    let what = format!("{}:{}", kind.marker(), spec.target);
+    let traceable = |name: &str| targets.traceable.map(|t| t.get(name).copied().unwrap_or(0));
+    if !pattern {
+        let Some(function) = targets.functions.iter().find(|f| f.name == spec.target) else {
+            return Err(UsageError(format!(
+                "{what}: no function '{}' in the kernel BTF",
+                spec.target
+            ))
+            .into());
+        };
+        if let Some(missing) = missing_feature(kind, &what, targets.features) {
+            return Err(UsageError(missing).into());
+        }
+        match function.skb {
+            None => {
+                return Err(UsageError(format!(
+                    "probe '{what}' has no struct sk_buff argument: nothing to capture"
+                ))
+                .into())
+            }
+            Some(pos) if pos > MAX_SKB_POSITION => {
+                return Err(UsageError(format!(
+                    "{what}: its skb is argument {pos}; this build has programs for positions 0 to {MAX_SKB_POSITION}"
+                ))
+                .into())
+            }
+            Some(_) => {}
+        }
+        match traceable(&function.name) {
+            Some(0) => {
+                return Err(UsageError(format!(
+                    "{what}: the kernel cannot probe this function (not in available_filter_functions: inlined or notrace)"
+                ))
+                .into())
+            }
+            Some(n) if n > 1 && matches!(kind, ProbeKind::Kprobe | ProbeKind::Kretprobe) => {
+                return Err(UsageError(format!(
+                    "{what}: {n} kernel functions have this name; a kprobe by name would be ambiguous (try f: or fx:)"
+                ))
+                .into())
+            }
+            _ => {}
+        }
+        return Ok((kind, vec![function.clone()]));
+    }
+    if let Some(missing) = missing_feature(kind, &what, targets.features) {
+        return Err(UsageError(missing).into());
+    }
+    let mut out: Vec<Function> = Vec::new();
+    let mut names = BTreeSet::new();
+    let (mut no_skb, mut untraceable) = (0, 0);
+    for function in targets
+        .functions
+        .iter()
+        .filter(|f| glob(&spec.target, &f.name))
+    {
+        if !names.insert(function.name.as_str()) {
+            continue;
+        }
+        if function.skb.is_none_or(|pos| pos > MAX_SKB_POSITION) {
+            no_skb += 1;
+        } else if traceable(&function.name).is_some_and(|n| n != 1) {
+            untraceable += 1;
+        } else {
+            out.push(function.clone());
+        }
+    }
+    if no_skb + untraceable > 0 {
+        warn(format!(
+            "{what}: skipping {no_skb} matching functions without a struct sk_buff argument (at positions 0 to {MAX_SKB_POSITION}) and {untraceable} not traceable by name"
+        ));
+    }
+    if out.is_empty() {
+        return Err(UsageError(format!(
+            "probe '{what}' matches no traceable function with a struct sk_buff argument"
+        ))
+        .into());
+    }
+    Ok((kind, out))
+}
+
+/// Tracking end points: functions that free an skb's data buffer or the sk_buff itself, with
+/// what they free (`TRAIL_PROBE_END_*`). Probed where the kernel has them and lets us.
+pub const TRACK_ENDS: &[(&str, u32)] = &[
+    (
+        "skb_free_head",
+        super::PROBE_END_HEAD | super::PROBE_END_ALWAYS,
+    ),
+    ("skb_release_data", super::PROBE_END_HEAD),
+    ("kfree_skbmem", super::PROBE_END_SKB),
+    ("kfree_skb_partial", super::PROBE_END_SKB),
+];
+
+/// Internal probes for [`TRACK_ENDS`] that this kernel can attach (kprobe, else fentry),
+/// appended after `probes`.
+pub fn add_track_ends(probes: &mut Vec<Probe>, targets: &Targets<'_>) -> Vec<String> {
+    let kind = if targets.features.kprobes {
+        ProbeKind::Kprobe
+    } else if targets.features.trampolines.is_ok() {
+        ProbeKind::Fentry
+    } else {
+        return Vec::new();
+    };
+    let mut added = Vec::new();
+    for (name, flags) in TRACK_ENDS {
+        let Some(function) = targets.functions.iter().find(|f| f.name == *name) else {
+            continue;
+        };
+        let usable = function.skb == Some(0)
+            && targets
+                .traceable
+                .is_none_or(|t| t.get(*name).copied() == Some(1));
+        if !usable || probes.len() >= super::MAX_PROBES {
+            continue;
+        }
+        probes.push(Probe {
+            id: probes.len() as u32,
+            kind,
+            target: Target::Function(function.clone()),
+            stack: false,
+            track_end: *flags,
+            optional: true,
+        });
+        added.push(format!("{}:{name}", kind.marker()));
+    }
+    added
+}
+
+/// A vmlinux function to try a test fentry program on (trampoline support).
+pub fn fentry_test_id(btf: &Btf<'_>) -> Option<u32> {
+    [
+        "ip_rcv",
+        "__netif_receive_skb",
+        "kfree_skb_reason",
+        "consume_skb",
+    ]
+    .iter()
+    .find_map(|name| {
+        btf.type_by_name::<libbpf_rs::btf::types::Func<'_>>(name)
+            .map(|f| u32::from(f.type_id()))
+    })
 }
 
 /// Names of an enum's values from the kernel BTF, by value, with `prefix` removed.

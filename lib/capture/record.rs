@@ -14,7 +14,7 @@ use super::kernel::Kallsyms;
 use super::probe::Probe;
 use crate::event::{
     linktype, Bytes, Common, Conntrack, CtTuple, Dev, Drop, Event, Layer, Netns, Packet,
-    Probe as ProbeSection, ProbeKind, Skb, Stack, StackFrame, Tracking,
+    Probe as ProbeSection, Skb, Stack, StackFrame, Tracking,
 };
 
 // Flag bits of `trail_event.flags` (capture.h).
@@ -29,6 +29,7 @@ const F_PACKET: u32 = 1 << 7;
 const F_TRACKING: u32 = 1 << 8;
 const F_SKB: u32 = 1 << 9;
 const F_UNTRACKED: u32 = 1 << 12;
+const F_RETVAL: u32 = 1 << 13;
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -63,8 +64,8 @@ impl Decoder {
             probes: probes
                 .iter()
                 .map(|p| ProbeSection {
-                    kind: ProbeKind::Tracepoint,
-                    name: p.tracepoint.full_name(),
+                    kind: p.kind,
+                    name: p.name(),
                 })
                 .collect(),
             drop_reasons,
@@ -177,6 +178,9 @@ impl Decoder {
                 ..Tracking::default()
             });
         }
+        if flags & F_RETVAL != 0 {
+            event.retval = Some(raw.retval);
+        }
         if flags & F_CT != 0 {
             event.ct = Some(self.conntrack(&raw));
         } else if flags & F_UNTRACKED != 0 {
@@ -198,13 +202,25 @@ impl Decoder {
                     }
                 })
                 .collect();
-            // The innermost frames are the probe program and the tracepoint runner: start at
-            // the function that hit the tracepoint.
+            // The innermost frames are the probe program and the tracepoint, kprobe or
+            // trampoline machinery: start at the function that hit the probe.
             let skip = frames
                 .iter()
                 .take_while(|f| match &f.symbol {
                     None => true,
-                    Some(s) => s.starts_with("bpf_trace_run") || s.starts_with("__bpf_trace_"),
+                    Some(s) => {
+                        s.starts_with("bpf_trace_run")
+                            || s.starts_with("__bpf_trace_")
+                            || s.starts_with("kprobe_")
+                            || s.starts_with("trace_call_bpf")
+                            || s.starts_with("kprobe_multi_link")
+                            || s.starts_with("fprobe_")
+                            || s.starts_with("__bpf_prog_enter")
+                            || s.starts_with("__bpf_prog_exit")
+                            || s.starts_with("rethook_")
+                            || s.starts_with("arch_rethook")
+                            || s.starts_with("ftrace_")
+                    }
                 })
                 .count();
             let frames = if skip < frames.len() {
@@ -308,19 +324,23 @@ fn c_string(raw: &[i8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::probe::Tracepoint;
+    use crate::capture::probe::{Target, Tracepoint};
+    use crate::event::ProbeKind;
 
     fn decoder() -> Decoder {
         let probe = Probe {
             id: 0,
-            tracepoint: Tracepoint {
+            kind: ProbeKind::Tracepoint,
+            target: Target::Tracepoint(Tracepoint {
                 group: "skb".into(),
                 name: "kfree_skb".into(),
                 args: 4,
                 skb: Some(0),
                 drop_reason: Some(2),
-            },
+            }),
             stack: false,
+            track_end: 0,
+            optional: false,
         };
         let reasons = BTreeMap::from([(77, "NETFILTER_DROP".to_string())]);
         let subsystems = BTreeMap::from([(0, "CORE".to_string())]);

@@ -161,6 +161,9 @@ struct State {
     bodies: HashMap<u32, Vec<Insn>>,
     keep: Vec<Box<[u8]>>,
     error: Option<String>,
+    /// Programs that received the bodies: a program loaded without passing through the
+    /// callback would keep placeholders that accept everything, so the caller checks this.
+    spliced: usize,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -236,16 +239,20 @@ pub fn install(bodies: HashMap<u32, Vec<Insn>>) {
         bodies,
         keep: Vec::new(),
         error: None,
+        spliced: 0,
     });
 }
 
-/// Forgets the bodies and frees the buffers; returns the first error the callback met.
-pub fn clear() -> Option<String> {
-    STATE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-        .and_then(|state| state.error)
+/// Forgets the bodies and frees the buffers. Returns how many programs received them, or the
+/// first error the callback met.
+pub fn clear() -> Result<usize, String> {
+    match STATE.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        Some(State {
+            error: Some(error), ..
+        }) => Err(error),
+        Some(state) => Ok(state.spliced),
+        None => Ok(0),
+    }
 }
 
 extern "C" fn prepare_load(
@@ -353,6 +360,7 @@ fn splice_program(
     }
     state.keep.push(func_bytes);
     state.keep.push(line_bytes);
+    state.spliced += 1;
     Ok(())
 }
 

@@ -34,7 +34,7 @@ fn in_vm_lane() -> bool {
 
 /// Whether a test needing kprobes and trampolines may run: root, and both features. Skips (with
 /// a line on stderr) when the kernel lacks them, except in the VM lane, where it fails.
-fn require_function_probes(test: &str) -> bool {
+pub fn require_function_probes(test: &str) -> bool {
     if !require_root(test) {
         return false;
     }

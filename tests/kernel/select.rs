@@ -370,3 +370,42 @@ fn pid_selects_the_sending_process() {
         "every event is of pid {pid}"
     );
 }
+
+#[test]
+fn filters_apply_to_function_probes() {
+    if !super::kprobes::require_function_probes("filters_apply_to_function_probes") {
+        return;
+    }
+    // Every kind of function probe, one at a time (kretprobe and fexit filter at the entry,
+    // where the record is built), and a kprobe wildcard (kprobe-multi where the kernel has it).
+    let pair = Pair::new("fprobes");
+    let a = Pair::exec(&pair.a);
+    sh(&format!("{a} ping -c1 -W2 192.0.2.2 >/dev/null"));
+    let datagrams = vec![
+        (40000, "192.0.2.2", 7000, "keep-7000".to_string()),
+        (40001, "192.0.2.2", 7001, "drop-7001".to_string()),
+    ];
+    let all: Vec<String> = datagrams.iter().map(|d| d.3.clone()).collect();
+    let cmd = send_udp(&pair.a, &datagrams);
+    let ns_b = Pair::inum(&pair.b);
+    for probe in [
+        "k:ip_rcv",
+        "kr:ip_rcv",
+        "f:ip_rcv",
+        "fx:ip_rcv",
+        "k:ip_rcv*",
+    ] {
+        for args in [
+            vec!["-f", "udp dst port 7000"],
+            vec!["-m", "skb.len > 20", "-f", "udp and not dst port 7001"],
+        ] {
+            let run = capture(&[&["-p", probe][..], &args[..]].concat(), &cmd);
+            let ours: Vec<&Event> = run.events.iter().filter(|e| inum(e) == ns_b).collect();
+            let found = tags(&ours, &all);
+            assert!(
+                !found.is_empty() && found.iter().all(|t| t == "keep-7000"),
+                "{probe} {args:?}: {found:?}"
+            );
+        }
+    }
+}

@@ -600,6 +600,12 @@ fn check_value(
             if mask.is_some() {
                 return error(format!("meta field {shown}: a string takes no mask"));
             }
+            if s.len() >= STR_MAX as usize {
+                return error(format!(
+                    "meta field {shown}: strings of up to {} bytes compare",
+                    STR_MAX - 1
+                ));
+            }
             if s.len() > *len as usize || s.contains('\0') {
                 return error(format!(
                     "meta field {shown} holds at most {len} bytes; {s:?} cannot match"

@@ -142,12 +142,82 @@ static __always_inline __u64 fnv(__u64 h, __u8 b)
 	return (h ^ b) * 0x100000001b3ULL;
 }
 
+#define ETH_P_TEB 0x6558
+#define VXLAN_PORT 4789
+#define VXLAN_PORT_LINUX 8472
+#define GENEVE_PORT 6081
+
+/* The Ethernet type at `at` + 12, and so whether an inner Ethernet frame carries IP. */
+static __always_inline bool inner_eth_is_ip(unsigned char *head, __u32 at)
+{
+	__u8 type[2] = {};
+
+	if (bpf_probe_read_kernel(type, sizeof(type), head + at + 12))
+		return false;
+	return (type[0] == 0x08 && type[1] == 0x00) || (type[0] == 0x86 && type[1] == 0xdd);
+}
+
 /*
- * Fingerprint of the bytes of a packet that stay the same along its path, NAT included (see
- * schemas/tracking.md): IPv4 total length, id, fragment field and protocol, or IPv6 payload
- * length, next header and flow label; then up to 16 bytes of the transport segment past the
- * fields NAT rewrites (UDP: payload; TCP: sequence, ack, offset, flags; ICMP: sequence and
- * payload). Non-IP packets: protocol, length and first bytes from the MAC header.
+ * Offset from `head` of the IP header inside a tunnel whose outer IP header, at offset `at`,
+ * starts with `l3`: IP-in-IP (4, 41), GRE (IP or Ethernet payload), VXLAN (UDP 4789 and Linux's
+ * old 8472) and Geneve (6081) with an Ethernet payload. 0 when the packet is not such a tunnel
+ * (or is a later fragment). One level only. Ports are the standard ones: a tunnel on another
+ * port is not seen through.
+ */
+static __always_inline __u32 tunnel_inner(unsigned char *head, __u32 at, __u8 *l3)
+{
+	__u8 t[12] = {};
+	__u32 off;
+	__u16 type;
+	__u8 proto;
+
+	if ((l3[0] >> 4) == 4) {
+		if ((l3[6] & 0x3f) || l3[7])
+			return 0;
+		proto = l3[9];
+		off = at + (l3[0] & 0xf) * 4;
+	} else {
+		proto = l3[6];
+		off = at + 40;
+	}
+	switch (proto) {
+	case 4: /* IPv4 in IP */
+	case 41: /* IPv6 in IP */
+		return off;
+	case 47: /* GRE, version 0 */
+		if (bpf_probe_read_kernel(t, 4, head + off) || (t[1] & 0x07))
+			return 0;
+		type = ((__u16)t[2] << 8) | t[3];
+		off += 4 + ((t[0] & 0x80) ? 4 : 0) + ((t[0] & 0x20) ? 4 : 0) + ((t[0] & 0x10) ? 4 : 0);
+		if (type == ETH_P_IP || type == ETH_P_IPV6)
+			return off;
+		if (type == ETH_P_TEB && inner_eth_is_ip(head, off))
+			return off + 14;
+		return 0;
+	case 17: /* UDP: VXLAN or Geneve */
+		if (bpf_probe_read_kernel(t, sizeof(t), head + off))
+			return 0;
+		type = ((__u16)t[2] << 8) | t[3];
+		if (type == VXLAN_PORT || type == VXLAN_PORT_LINUX) {
+			off += 8 + 8;
+		} else if (type == GENEVE_PORT && t[10] == 0x65 && t[11] == 0x58) {
+			off += 8 + 8 + (t[8] & 0x3f) * 4;
+		} else {
+			return 0;
+		}
+		return inner_eth_is_ip(head, off) ? off + 14 : 0;
+	}
+	return 0;
+}
+
+/*
+ * Fingerprint of the bytes of a packet that stay the same along its path, NAT and tunnels
+ * included (see schemas/tracking.md): IPv4 total length, id, fragment field and protocol, or
+ * IPv6 payload length, next header and flow label; then up to 16 bytes of the transport segment
+ * past the fields NAT rewrites (UDP: payload; TCP: sequence, ack, offset, flags; ICMP: sequence
+ * and payload). A tunnelled packet is fingerprinted by its inner packet, so encapsulation and
+ * decapsulation keep its identity. Non-IP packets: protocol, length and first bytes from the
+ * MAC header.
  */
 static __always_inline __u64 fingerprint(unsigned char *head, unsigned char *data, __u16 mac,
 					 __u16 net, __u16 protocol, __u32 len)
@@ -155,13 +225,19 @@ static __always_inline __u64 fingerprint(unsigned char *head, unsigned char *dat
 	__u64 h = 0xcbf29ce484222325ULL;
 	__u8 l3[40] = {};
 	__u8 l4[24] = {};
-	__u32 l3_len, l4_off, skip, take;
+	__u32 l3_len, l4_off, skip, take, at = net, inner;
 	__u8 proto;
 
 	if (net == 0xffff || (protocol != ETH_P_IP && protocol != ETH_P_IPV6))
 		goto other;
-	if (bpf_probe_read_kernel(l3, sizeof(l3), head + net))
+	if (bpf_probe_read_kernel(l3, sizeof(l3), head + at))
 		goto other;
+	inner = tunnel_inner(head, at, l3);
+	if (inner) {
+		at = inner;
+		if (bpf_probe_read_kernel(l3, sizeof(l3), head + at))
+			goto other;
+	}
 	if ((l3[0] >> 4) == 4) {
 		l3_len = ((__u32)l3[2] << 8) | l3[3];
 		l4_off = (l3[0] & 0xf) * 4;
@@ -213,7 +289,7 @@ static __always_inline __u64 fingerprint(unsigned char *head, unsigned char *dat
 		take = 16;
 	if (proto == 6 && take > 10)
 		take = 10;
-	if (bpf_probe_read_kernel(l4, sizeof(l4), head + net + l4_off))
+	if (bpf_probe_read_kernel(l4, sizeof(l4), head + at + l4_off))
 		return h;
 #pragma unroll
 	for (int i = 0; i < 16; i++) {

@@ -409,3 +409,94 @@ fn filters_apply_to_function_probes() {
         }
     }
 }
+
+/// A VXLAN tunnel between the pair: `vx0` in A (198.51.100.1) and B (198.51.100.2), over the
+/// veth, with neighbours resolved through it.
+fn vxlan(pair: &Pair) {
+    let (a, b) = (Pair::exec(&pair.a), Pair::exec(&pair.b));
+    sh(&format!(
+        "{a} ip link add vx0 type vxlan id 42 remote 192.0.2.2 local 192.0.2.1 dstport 4789 dev va && \
+         {a} ip addr add 198.51.100.1/24 dev vx0 && {a} ip link set vx0 up && \
+         {b} ip link add vx0 type vxlan id 42 remote 192.0.2.1 local 192.0.2.2 dstport 4789 dev vb && \
+         {b} ip addr add 198.51.100.2/24 dev vx0 && {b} ip link set vx0 up && \
+         {a} ping -c1 -W2 198.51.100.2 >/dev/null"
+    ));
+}
+
+#[test]
+fn a_selected_packet_is_followed_through_a_vxlan_tunnel() {
+    if !require_root("a_selected_packet_is_followed_through_a_vxlan_tunnel") {
+        return;
+    }
+    // The inner datagram matches `udp port 7000`; once encapsulated (UDP 4789 on the veth) it
+    // does not, but it keeps its tracking id (the fingerprint sees through the tunnel), so it
+    // is followed out of A, into B, and out of the tunnel again.
+    let pair = Pair::new("vxlan");
+    vxlan(&pair);
+    let datagrams = vec![(40000, "198.51.100.2", 7000, "tunnelled".to_string())];
+    let cmd = send_udp(&pair.a, &datagrams);
+    let (ns_a, ns_b) = (Pair::inum(&pair.a), Pair::inum(&pair.b));
+    let sightings = |args: &[&str]| -> Vec<(String, u32, String, String)> {
+        let run = capture(args, &cmd);
+        run.events
+            .iter()
+            .filter(|e| (inum(e) == ns_a || inum(e) == ns_b) && contains(data(e), b"tunnelled"))
+            .map(|e| {
+                (
+                    probe_name(e).to_string(),
+                    inum(e),
+                    dev(e).0.to_string(),
+                    track_id(e),
+                )
+            })
+            .collect()
+    };
+    let path = |seen: &[(String, u32, String, String)]| -> Vec<(String, String)> {
+        seen.iter()
+            .map(|(p, ns, d, _)| {
+                (
+                    p.clone(),
+                    format!("{}:{d}", if *ns == ns_a { "A" } else { "B" }),
+                )
+            })
+            .collect()
+    };
+    let expected: Vec<(String, String)> = [
+        ("net:net_dev_start_xmit", "A:vx0"),
+        ("net:net_dev_start_xmit", "A:va"),
+        ("net:netif_receive_skb", "B:vb"),
+        ("net:netif_receive_skb", "B:vx0"),
+    ]
+    .iter()
+    .map(|(p, d)| (p.to_string(), d.to_string()))
+    .collect();
+
+    // Unfiltered: one tracking id from the inner packet through the tunnel and out of it.
+    // (B's ICMP port-unreachable quotes the datagram and travels back under its own id.)
+    let all = sightings(&[]);
+    let first_id = all.first().map(|s| s.3.clone()).unwrap_or_default();
+    let journey: Vec<_> = all.iter().filter(|s| s.3 == first_id).cloned().collect();
+    assert_eq!(path(&journey), expected, "{all:?}");
+    assert!(
+        all.iter()
+            .filter(|s| s.3 != first_id)
+            .all(|s| s.0 == "net:net_dev_start_xmit" && s.1 == ns_b
+                || s.0 == "net:netif_receive_skb" && s.1 == ns_a),
+        "only the reply has another id: {all:?}"
+    );
+
+    let followed = sightings(&["-f", "udp port 7000"]);
+    assert_eq!(
+        path(&followed),
+        expected,
+        "followed through the tunnel: {followed:?}"
+    );
+
+    let alone = sightings(&["-f", "udp port 7000", "--no-follow"]);
+    let inner_only: Vec<(String, String)> = vec![expected[0].clone(), expected[3].clone()];
+    assert_eq!(
+        path(&alone),
+        inner_only,
+        "--no-follow: only the inner sightings match"
+    );
+}

@@ -491,7 +491,7 @@ static __always_inline bool followed(__u64 addr, struct fp_input *fp)
 
 /*
  * Whether to emit an event for this hit. Order: a followed packet passes (its id was selected
- * before, even if NAT changed it since); then the cheap checks (pid), then the
+ * before, even if NAT or a tunnel changed it since); then the cheap checks (pid), then the
  * skb predicate, then the packet filter on the bytes from `start`. A packet without a network
  * header cannot be judged by an L3 filter and is left out.
  */

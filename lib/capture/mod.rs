@@ -173,7 +173,7 @@ pub struct Args {
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
     /// Judge each event on its own. By default a packet selected once is followed (by its
-    /// tracking id) even after NAT makes it no longer match.
+    /// tracking id) even after NAT or encapsulation makes it no longer match.
     #[arg(long)]
     pub no_follow: bool,
     /// Report on stderr what is loaded and attached, and how long it took.

@@ -145,10 +145,17 @@ impl Synth {
         let _ = written;
         let len = frame.len() as u32;
         frame.truncate(self.config.snaplen);
-        // At most `concurrent` journeys are live, so with more buffers than that a buffer is
-        // only reused after its journey has ended.
-        let head = 0xffff_8880_0000_0000 + (self.journeys % self.config.buffers.max(1)) * 0x1000;
-        self.journeys += 1;
+        // Round robin over the pool, skipping buffers of live journeys (a buffer is only reused
+        // once its journey has ended, unless there are fewer buffers than live journeys).
+        let buffers = self.config.buffers.max(1);
+        let mut head = 0;
+        for _ in 0..buffers {
+            head = 0xffff_8880_0000_0000 + (self.journeys % buffers) * 0x1000;
+            self.journeys += 1;
+            if !self.live.iter().any(|j| j.tracking.orig_head == head) {
+                break;
+            }
+        }
         let proto = if tcp { 6 } else { 17 };
         let ct = rng.random_bool(0.5).then(|| Conntrack {
             state: if rng.random_bool(0.3) {

@@ -9,4 +9,5 @@ mod kfilter;
 mod kmeta;
 mod parquet;
 mod stream;
+mod synth;
 mod to_pcap;

@@ -15,13 +15,18 @@
 # around them are kept).
 #
 # Usage: bench/run.sh [N [BIG]]   (BIG=0 skips the scaling rows). Environment: CAPTURE=0 skips
-# the capture, MICRO=0 the microbenchmarks; WORK=DIR for the streams (default target/bench).
+# the capture, MICRO=0 the microbenchmarks; WORK=DIR for the streams (default target/bench);
+# BUDGET=seconds (default 840) bounds the run: a scaling row that would exceed it is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 load_before=$(cut -d" " -f1-3 /proc/loadavg)
 n=${1:-1000000}
 big=${2:-10000000}
+# The issue's bound for the whole run; the scaling rows adapt to it (see `scaled`).
+budget=${BUDGET:-840}
+reserve=$(( ${CAPTURE:-1} != 0 ? 80 : 0 ))
+reserve=$(( reserve + (${MICRO:-1} != 0 ? 45 : 0) ))
 rel=target/release
 work=${WORK:-target/bench}
 results=bench/results.md
@@ -82,9 +87,12 @@ compare() {
 	}'
 }
 
-# row LABEL INPUT [NOTE]: formats the last measured row as a Markdown table line.
+# row LABEL INPUT [NOTE]: formats the last measured row as a Markdown table line (and keeps its
+# wall time by label, for the scaling rows).
+declare -A took
 row() {
 	local label=$1 input=$2 note=${3:-}
+	[ -n "${took[$label]:-}" ] || took[$label]=$wall
 	IFS=$'\t' read -r _ events bytes wall cpu rss < <(tail -1 "$work/rows")
 	awk -v l="$label" -v e="$events" -v b="$bytes" -v w="$wall" -v c="$cpu" -v m="$rss" \
 		-v f="${floor[$input]}" -v note="$note" 'BEGIN {
@@ -106,7 +114,9 @@ table_head() {
 
 # --- inputs -------------------------------------------------------------------------------
 say "generating $n events"
+generating=$(date +%s.%N)
 $rel/examples/synth "$n" 1 --disorder 0.05 > "$work/tracked.trail"
+generated=$(awk -v a="$generating" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
 $rel/examples/synth "$n" 1 --no-tracking --disorder 0.05 > "$work/raw.trail"
 $rel/examples/lines < "$work/tracked.trail" > "$work/lines.txt"
 stream=$work/tracked.trail
@@ -176,9 +186,14 @@ rm -f "$work/duck.parquet" "$work/events.jsonl" "$work/lines.txt"
 if [ "$big" -gt 0 ]; then
 	avail=$(df -P --block-size=1M "$work" | awk 'NR == 2 { print $4 }')
 	need=$((big / 1000000 * 760 + 2000))
+	# Writing BIG events and reading them thrice (cat) before any scaled stage runs.
+	setup=$(awk -v g="$generated" -v c="${floor[$stream]}" -v k="$((big / n))" 'BEGIN { printf "%.0f", (g + 3 * c) * k * 1.3 }')
 	if [ "$avail" -lt "$need" ]; then
 		say "scaling skipped: $big events need ~$need MB in $work, $avail MB free"
 		echo -e "\nScaling skipped: $big events need ~$need MB in $work, $avail MB free." >> "$tables"
+	elif [ $(($(date +%s) - started + setup + reserve + 60)) -gt "$budget" ]; then
+		say "scaling skipped: no time left in the ${budget}s budget"
+		echo -e "\nScaling skipped: writing $big events (~$setup s) would exceed the $budget s budget." >> "$tables"
 	else
 		say "generating $big events"
 		rm -f "$work/raw.trail"
@@ -187,12 +202,24 @@ if [ "$big" -gt 0 ]; then
 		baseline "$big_stream" "$big"
 		table_head "### Scaling, $big events ($(($(stat -c %s "$big_stream") / 1000000)) MB stream): compare with the rows above"
 		row "cat (baseline, best of 3)" "$big_stream"
-		measure filter-field "$big" "$big_stream" /dev/null $rel/trail-filter "$field"
-		row "trail-filter '$field'" "$big_stream"
-		measure sort "$big" "$big_stream" /dev/null $rel/trail-sort "$big_stream"
-		row "trail-sort (exact, default --memory 256M)" "$big_stream"
-		measure to-pcap "$big" "$big_stream" /dev/null $rel/trail-to-pcap
-		row "trail-to-pcap > /dev/null" "$big_stream"
+		# Scaled stages, each skipped when its time at N, times BIG/N and a margin, would push
+		# the run past BUDGET seconds (leaving time for the capture and microbenchmarks).
+		scaled() { # LABEL COMMAND...
+			local label=$1 estimate
+			shift
+			estimate=$(awk -v t="${took[$label]}" -v k="$((big / n))" 'BEGIN { printf "%.0f", t * k * 1.3 }')
+			if [ $(($(date +%s) - started + estimate + reserve)) -gt "$budget" ]; then
+				say "scaling: $label skipped (~${estimate}s would exceed the ${budget}s budget)"
+				echo "| $label | skipped: ~${estimate} s estimated would exceed the ${budget} s budget | | | | | | | | |" >> "$tables"
+				return
+			fi
+			measure "$label" "$big" "$big_stream" /dev/null "$@"
+			row "$label" "$big_stream" "$(awk -v b="$wall" -v s="${took[$label]}" -v k="$((big / n))" \
+				'BEGIN { printf "%.2f× the time per event at %d", b / (s * k), '"$n"' }')"
+		}
+		scaled "trail-filter '$field'" $rel/trail-filter "$field"
+		scaled "trail-sort (exact, default --memory 256M)" $rel/trail-sort "$big_stream"
+		scaled "trail-print > /dev/null" $rel/trail-print
 		rm -f "$big_stream"
 	fi
 fi

@@ -1,8 +1,11 @@
 #!/bin/sh
 # Benchmark trail-sort and trail-track (not a test). Usage: bench/journeys.sh [EVENTS] [DIR]
-# Needs release binaries (cargo build --release --bin trail-sort --bin trail-track) and GNU time.
-# Prints one line per run: wall seconds, events/s, peak RSS (MiB). GNU sort on as many lines
-# (one 20-digit key + a journey number each) is the sanity baseline of the same run.
+# Needs release binaries (cargo build --release --bins --examples) and GNU time. Streams come
+# from the one generator (examples/synth: `trail::synth`), the lines for GNU sort from
+# examples/lines (one line per event: sort key + base64 event). `make bench` (bench/run.sh) has
+# the same stages among the others; this script adds the memory and streaming variants.
+# Prints one line per run: wall seconds, events/s, peak RSS (MiB). GNU sort on the same events
+# as lines is the sanity baseline of the same run.
 set -eu
 N=${1:-1000000}
 DIR=${2:-bench/out}
@@ -10,15 +13,9 @@ BIN=${BIN:-target/release}
 mkdir -p "$DIR"
 [ -x /usr/bin/time ] || { echo "install GNU time (apt-get install time)" >&2; exit 1; }
 
-here=$(dirname "$0")
-[ -f "$DIR/tracked-$N.trail" ] || python3 "$here/gen_events.py" "$N" "$DIR/tracked-$N.trail" --tracked
-[ -f "$DIR/raw-$N.trail" ] || python3 "$here/gen_events.py" "$N" "$DIR/raw-$N.trail"
-[ -f "$DIR/lines-$N.txt" ] || python3 -c "
-import random, sys
-r = random.Random(1)
-with open(sys.argv[1], 'w') as f:
-    f.writelines('%020d %d\n' % (r.randrange(10**18), i // 12) for i in range(int(sys.argv[2])))
-" "$DIR/lines-$N.txt" "$N"
+[ -f "$DIR/tracked-$N.trail" ] || "$BIN/examples/synth" "$N" 1 --disorder 0.05 > "$DIR/tracked-$N.trail"
+[ -f "$DIR/raw-$N.trail" ] || "$BIN/examples/synth" "$N" 1 --no-tracking --disorder 0.05 > "$DIR/raw-$N.trail"
+[ -f "$DIR/lines-$N.txt" ] || "$BIN/examples/lines" < "$DIR/tracked-$N.trail" > "$DIR/lines-$N.txt"
 
 measure() { # name, command...
     name=$1; shift
@@ -34,5 +31,5 @@ measure "trail-sort exact, --memory 32M" "$BIN/trail-sort" --memory 32M --temp-d
 measure "trail-sort streaming (pipe)" sh -c "cat '$DIR/tracked-$N.trail' | '$BIN/trail-sort' --window 1ms"
 measure "trail-sort --summary (exact)" "$BIN/trail-sort" --summary "$DIR/tracked-$N.trail"
 measure "trail-track (no ids in input)" "$BIN/trail-track" "$DIR/raw-$N.trail"
-measure "GNU sort, same number of lines" sort "$DIR/lines-$N.txt"
-measure "GNU sort -S 32M" sort -S 32M -T "$DIR" "$DIR/lines-$N.txt"
+measure "GNU sort, same events as lines" env LC_ALL=C sort "$DIR/lines-$N.txt"
+measure "GNU sort -S 32M" env LC_ALL=C sort -S 32M -T "$DIR" "$DIR/lines-$N.txt"

@@ -4,8 +4,12 @@
 //! Shape of what [`Synth`] produces: journeys of 5–20 events (a packet seen by successive
 //! probes), several journeys in flight at once and interleaved, timestamps increasing; packets are
 //! real Ethernet/IPv4 UDP or TCP frames of 60–1500 bytes (captured up to `snaplen`), so dissection
-//! and pcap filters see meaningful traffic; about 3% of journeys end in a drop, about half carry
-//! a conntrack section.
+//! and pcap filters see meaningful traffic; about 3% of journeys end in a drop (`skb:kfree_skb`
+//! with a reason), the others in `skb:consume_skb`; about half carry a conntrack section. Packet
+//! buffers (`skb->head`) come from a pool of [`SynthConfig::buffers`] and are reused once a journey
+//! has ended, as the kernel's are. With [`SynthConfig::tracking`] off, events carry no `tracking`
+//! section (input for trail-track); [`SynthConfig::disorder`] swaps neighbouring events now and
+//! then, as two CPUs publishing into one ring do.
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -32,6 +36,12 @@ pub struct SynthConfig {
     pub concurrent: usize,
     /// Captured bytes per packet at most.
     pub snaplen: usize,
+    /// Whether events carry the kernel-style `tracking` section.
+    pub tracking: bool,
+    /// Distinct packet buffers (`skb->head` values), reused round-robin.
+    pub buffers: u64,
+    /// Probability that an event is published after the one that follows it.
+    pub disorder: f64,
 }
 
 impl Default for SynthConfig {
@@ -40,6 +50,9 @@ impl Default for SynthConfig {
             seed: 1,
             concurrent: 8,
             snaplen: 256,
+            tracking: true,
+            buffers: 4096,
+            disorder: 0.0,
         }
     }
 }
@@ -61,7 +74,9 @@ pub struct Synth {
     config: SynthConfig,
     now: u64,
     live: Vec<Journey>,
-    next_head: u64,
+    journeys: u64,
+    /// An event held back by `disorder`, published after the next one.
+    held: Option<Event>,
 }
 
 impl Synth {
@@ -71,7 +86,8 @@ impl Synth {
             config,
             now: 1_000_000_000,
             live: Vec::new(),
-            next_head: 0xffff_8880_0000_0000,
+            journeys: 0,
+            held: None,
         }
     }
 
@@ -88,7 +104,11 @@ impl Synth {
                 realtime_offset_ns: 1_795_000_000_000_000_000,
             },
             command: vec!["trail-synth".into()],
-            probes: PATH.iter().map(|p| format!("tp:{p}")).collect(),
+            probes: PATH
+                .iter()
+                .chain(&["skb:kfree_skb", "skb:consume_skb"])
+                .map(|p| format!("tp:{p}"))
+                .collect(),
             snaplen: self.config.snaplen as u32,
             started_ns: 0,
             pipeline: vec![],
@@ -125,7 +145,17 @@ impl Synth {
         let _ = written;
         let len = frame.len() as u32;
         frame.truncate(self.config.snaplen);
-        self.next_head += 0x1000;
+        // Round robin over the pool, skipping buffers of live journeys (a buffer is only reused
+        // once its journey has ended, unless there are fewer buffers than live journeys).
+        let buffers = self.config.buffers.max(1);
+        let mut head = 0;
+        for _ in 0..buffers {
+            head = 0xffff_8880_0000_0000 + (self.journeys % buffers) * 0x1000;
+            self.journeys += 1;
+            if !self.live.iter().any(|j| j.tracking.orig_head == head) {
+                break;
+            }
+        }
         let proto = if tcp { 6 } else { 17 };
         let ct = rng.random_bool(0.5).then(|| Conntrack {
             state: if rng.random_bool(0.3) {
@@ -159,11 +189,11 @@ impl Synth {
         Journey {
             tracking: Tracking {
                 first_seen: self.now,
-                orig_head: self.next_head,
+                orig_head: head,
                 source: "kernel".into(),
                 ..Tracking::default()
             },
-            skb: self.next_head + 0x800,
+            skb: head + 0x800,
             packet: Packet {
                 data: Bytes(frame),
                 len,
@@ -185,6 +215,20 @@ impl Iterator for Synth {
     type Item = Event;
 
     fn next(&mut self) -> Option<Event> {
+        if let Some(held) = self.held.take() {
+            return Some(held);
+        }
+        let event = self.next_in_order();
+        if self.config.disorder > 0.0 && self.rng.random_bool(self.config.disorder.min(1.0)) {
+            self.held = Some(event);
+            return Some(self.next_in_order());
+        }
+        Some(event)
+    }
+}
+
+impl Synth {
+    fn next_in_order(&mut self) -> Event {
         while self.live.len() < self.config.concurrent {
             let journey = self.new_journey();
             self.live.push(journey);
@@ -198,6 +242,8 @@ impl Iterator for Synth {
         let dropped = last && journey.drop.is_some();
         let probe = if dropped {
             "skb:kfree_skb"
+        } else if last {
+            "skb:consume_skb"
         } else {
             PATH[journey.step % PATH.len()]
         };
@@ -239,13 +285,13 @@ impl Iterator for Synth {
                 code,
                 subsystem: Some("CORE".into()),
             }),
-            tracking: Some(journey.tracking.clone()),
+            tracking: self.config.tracking.then(|| journey.tracking.clone()),
             ct: journey.ct.clone(),
             ..Event::default()
         };
         if last {
             self.live.swap_remove(pick);
         }
-        Some(event)
+        event
     }
 }

@@ -10,4 +10,5 @@ mod kmeta;
 mod parquet;
 mod profiles;
 mod stream;
+mod synth;
 mod to_pcap;

@@ -23,8 +23,8 @@ use std::path::PathBuf;
 use crate::cli::{self, Output};
 use crate::codec::{self, Frame, FrameKind, RawMap};
 use crate::error::{ErrorKind, StreamError};
-use crate::event::{Packet, Probe, Skb, Tracking};
-use crate::fingerprint::{fingerprint, Fingerprint};
+use crate::event::Layer;
+use crate::fingerprint::{fingerprint_parts, Fingerprint};
 use crate::journey::{self, encode_str, encode_u64, format_id, Inputs, JourneyId, Record};
 
 #[derive(Clone, Debug)]
@@ -384,7 +384,13 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         late: 0,
     };
     let mut heap: BinaryHeap<Reverse<Pending>> = BinaryHeap::new();
-    while let Some(record) = inputs.next_interleaved()? {
+    loop {
+        if inputs.next_may_block() {
+            output.flush()?;
+        }
+        let Some(record) = inputs.next_interleaved()? else {
+            break;
+        };
         heap.push(Reverse(Pending(record)));
         let watermark = inputs.watermark();
         while heap
@@ -441,8 +447,12 @@ struct Stage {
 
 impl Stage {
     fn host_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.hosts.get(name) {
+            return id;
+        }
         let next = self.hosts.len() as u32;
-        *self.hosts.entry(name.to_string()).or_insert(next)
+        self.hosts.insert(name.to_string(), next);
+        next
     }
 
     fn record(
@@ -462,9 +472,10 @@ impl Stage {
                 offset: record.offset,
                 kind: ErrorKind::Corrupt(why),
             };
-            let host_name = event_host(&payload, map)
-                .unwrap_or_else(|| inputs.hosts()[record.host as usize].clone());
-            let host = self.host_id(&host_name);
+            let host = match event_host(&payload, map) {
+                Some(name) => self.host_id(name),
+                None => self.host_id(&inputs.hosts()[record.host as usize]),
+            };
             if let Some(tracking) = self
                 .track(&payload, map, record.ts, host)
                 .map_err(corrupt)?
@@ -490,22 +501,40 @@ impl Stage {
         ts: u64,
         host: u32,
     ) -> Result<Option<Vec<u8>>, String> {
-        let tracking = section::<Tracking>(payload, map, "tracking")?;
-        let skb = section::<Skb>(payload, map, "skb")?;
-        let packet = section::<Packet>(payload, map, "packet")?;
-        let probe = section::<Probe>(payload, map, "probe")?;
-        let given = tracking
-            .as_ref()
-            .map(|t| (t.first_seen, t.orig_head))
-            .filter(|&id| id != (0, 0));
-        let already_linked = tracking.as_ref().is_some_and(|t| t.parent.is_some());
+        // The few fields tracking needs, read in place: decoding whole sections would cost more
+        // than everything else trail-track does.
+        let tracking = map.get(payload, "tracking");
+        let given = match tracking {
+            Some(t) => Some((
+                uint(t, "tracking", "first_seen")?,
+                uint(t, "tracking", "orig_head")?,
+            ))
+            .filter(|&id| id != (0, 0)),
+            None => None,
+        };
+        let already_linked = match tracking {
+            Some(t) => field(t, "tracking", "parent")?.is_some(),
+            None => false,
+        };
+        let skb = match map.get(payload, "skb") {
+            Some(s) => Some((uint(s, "skb", "addr")?, uint(s, "skb", "head")?)),
+            None => None,
+        };
+        let fp = match map.get(payload, "packet") {
+            Some(p) => packet_fingerprint(p)?,
+            None => None,
+        };
+        let end_of_life = match map.get(payload, "probe") {
+            Some(p) => text(p, "probe", "name")?.is_some_and(crate::sort::is_end_of_life),
+            None => false,
+        };
         let obs = Observation {
             ts,
             host,
-            skb: skb.map(|s| (s.addr, s.head)),
-            fp: packet.as_ref().and_then(fingerprint),
+            skb,
+            fp,
             given,
-            end_of_life: probe.is_some_and(|p| crate::sort::is_end_of_life(&p.name)),
+            end_of_life,
         };
         let Some((id, journey)) = self.tracker.observe(&obs) else {
             return Ok(None);
@@ -555,19 +584,59 @@ impl Stage {
     }
 }
 
-fn section<T: serde::de::DeserializeOwned>(
-    payload: &[u8],
-    map: &RawMap,
-    key: &str,
-) -> Result<Option<T>, String> {
-    codec::decode_section(payload, map, key)
-        .transpose()
-        .map_err(|why| format!("section {key}: {why}"))
+/// The encoded value of `key` in the section `section` (named `name` for errors).
+fn field<'p>(section: &'p [u8], name: &str, key: &str) -> Result<Option<&'p [u8]>, String> {
+    codec::map_value(section, key).map_err(|why| format!("section {name}: {why}"))
+}
+
+/// An unsigned integer field; absent is 0, as in the section's type.
+fn uint(section: &[u8], name: &str, key: &str) -> Result<u64, String> {
+    match field(section, name, key)? {
+        None => Ok(0),
+        Some(value) => journey::read_u64(value)
+            .ok_or_else(|| format!("{name}.{key} is not an unsigned integer")),
+    }
+}
+
+/// A string field.
+fn text<'p>(section: &'p [u8], name: &str, key: &str) -> Result<Option<&'p str>, String> {
+    match field(section, name, key)? {
+        None => Ok(None),
+        Some(value) => rmp::decode::read_str_from_slice(value)
+            .map(|(text, _)| Some(text))
+            .map_err(|_| format!("{name}.{key} is not a string")),
+    }
+}
+
+/// The fingerprint of a `packet` section (see [`crate::event::Packet`]), its bytes borrowed.
+fn packet_fingerprint(section: &[u8]) -> Result<Option<Fingerprint>, String> {
+    let data = match field(section, "packet", "data")? {
+        None => &[][..],
+        Some(value) => {
+            let mut rest = value;
+            let len = rmp::decode::read_bin_len(&mut rest)
+                .map_err(|_| "packet.data is not a byte string".to_string())?;
+            rest.get(..len as usize)
+                .ok_or("packet.data runs past its section")?
+        }
+    };
+    let layer = match text(section, "packet", "layer")? {
+        None | Some("l2") => Layer::L2,
+        Some("l3") => Layer::L3,
+        Some(other) => return Err(format!("packet.layer: unknown layer {other:?}")),
+    };
+    let len = uint(section, "packet", "len")?;
+    let linktype = uint(section, "packet", "linktype")?;
+    Ok(fingerprint_parts(
+        data,
+        u32::try_from(len).unwrap_or(u32::MAX),
+        layer,
+        u32::try_from(linktype).map_err(|_| "packet.linktype is out of range".to_string())?,
+    ))
 }
 
 /// `common.host` of an event (set by an earlier merge), if any.
-fn event_host(payload: &[u8], map: &RawMap) -> Option<String> {
+fn event_host<'p>(payload: &'p [u8], map: &RawMap) -> Option<&'p str> {
     let common = map.get(payload, "common")?;
-    let common_map = RawMap::parse(common).ok()?;
-    rmp_serde::from_slice(common_map.get(common, "host")?).ok()
+    text(common, "common", "host").ok().flatten()
 }

@@ -1,38 +1,57 @@
 #!/bin/sh
 # Benchmark trail-sort and trail-track (not a test). Usage: bench/journeys.sh [EVENTS] [DIR]
-# Needs release binaries (cargo build --release --bin trail-sort --bin trail-track) and GNU time.
-# Prints one line per run: wall seconds, events/s, peak RSS (MiB). GNU sort on as many lines
-# (one 20-digit key + a journey number each) is the sanity baseline of the same run.
+# Needs release binaries and the synthetic generator
+# (cargo build --release --bin trail-sort --bin trail-track --example synth) and GNU time.
+# Inputs come from bench/synth.rs (`trail::synth`: journeys of 5-20 events, ~680 bytes per
+# event); they are written to DIR (default target/bench-journeys, ~0.7 GB per million events)
+# and deleted at the end unless KEEP=1.
+# Prints one line per run: wall seconds, CPU seconds (user+sys), events/s of wall time, peak RSS.
+# GNU sort on as many lines (one 20-digit key + a journey number each) is the sanity baseline of
+# the same run. GROWTH=0 skips the memory-growth runs (--memory 32M on EVENTS/4 and EVENTS/2).
 set -eu
 N=${1:-1000000}
-DIR=${2:-bench/out}
+DIR=${2:-target/bench-journeys}
 BIN=${BIN:-target/release}
+GROWTH=${GROWTH:-1}
+SYNTH=${SYNTH:-$BIN/examples/synth}
 mkdir -p "$DIR"
 [ -x /usr/bin/time ] || { echo "install GNU time (apt-get install time)" >&2; exit 1; }
+[ -x "$SYNTH" ] || { echo "build the generator: cargo build --release --example synth" >&2; exit 1; }
+cleanup() { [ "${KEEP:-0}" = 1 ] || rm -f "$DIR"/tracked-*.trail "$DIR"/raw-*.trail "$DIR"/lines-*.txt "$DIR/time"; }
+trap cleanup EXIT
 
-here=$(dirname "$0")
-[ -f "$DIR/tracked-$N.trail" ] || python3 "$here/gen_events.py" "$N" "$DIR/tracked-$N.trail" --tracked
-[ -f "$DIR/raw-$N.trail" ] || python3 "$here/gen_events.py" "$N" "$DIR/raw-$N.trail"
-[ -f "$DIR/lines-$N.txt" ] || python3 -c "
-import random, sys
-r = random.Random(1)
-with open(sys.argv[1], 'w') as f:
-    f.writelines('%020d %d\n' % (r.randrange(10**18), i // 12) for i in range(int(sys.argv[2])))
-" "$DIR/lines-$N.txt" "$N"
+tracked() { # events -> file with kernel-style tracking ids (input for trail-sort)
+    f="$DIR/tracked-$1.trail"
+    [ -f "$f" ] || "$SYNTH" "$1" 1 256 > "$f"
+    echo "$f"
+}
+[ -f "$DIR/raw-$N.trail" ] || "$SYNTH" "$N" 1 256 untracked > "$DIR/raw-$N.trail"
+[ -f "$DIR/lines-$N.txt" ] || awk -v n="$N" 'BEGIN {
+    srand(1)
+    for (i = 0; i < n; i++) printf "%010d%010d %d\n", int(rand() * 1e10), int(rand() * 1e10), int(i / 12)
+}' > "$DIR/lines-$N.txt"
 
-measure() { # name, command...
-    name=$1; shift
-    /usr/bin/time -f '%e %M' -o "$DIR/time" "$@" > /dev/null
-    read -r secs kib < "$DIR/time"
-    awk -v n="$N" -v s="$secs" -v k="$kib" -v name="$name" \
-        'BEGIN { printf "%-34s %7.2f s %10.0f events/s %8.1f MiB peak RSS\n", name, s, n / s, k / 1024 }'
+measure() { # name, events, command...
+    name=$1; n=$2; shift 2
+    /usr/bin/time -f '%e %U %S %M' -o "$DIR/time" "$@" > /dev/null
+    read -r secs user sys kib < "$DIR/time"
+    awk -v n="$n" -v s="$secs" -v u="$user" -v y="$sys" -v k="$kib" -v name="$name" \
+        'BEGIN { printf "%-44s %8.2f s wall %7.2f s cpu %10.0f events/s %8.1f MiB peak RSS\n", name, s, u + y, n / s, k / 1024 }'
 }
 
-ls -l "$DIR/tracked-$N.trail" | awk '{ printf "input: %d events, %.0f MiB\n", '"$N"', $5 / 1048576 }'
-measure "trail-sort exact, in memory" "$BIN/trail-sort" --memory 4G "$DIR/tracked-$N.trail"
-measure "trail-sort exact, --memory 32M" "$BIN/trail-sort" --memory 32M --temp-dir "$DIR" "$DIR/tracked-$N.trail"
-measure "trail-sort streaming (pipe)" sh -c "cat '$DIR/tracked-$N.trail' | '$BIN/trail-sort' --window 1ms"
-measure "trail-sort --summary (exact)" "$BIN/trail-sort" --summary "$DIR/tracked-$N.trail"
-measure "trail-track (no ids in input)" "$BIN/trail-track" "$DIR/raw-$N.trail"
-measure "GNU sort, same number of lines" sort "$DIR/lines-$N.txt"
-measure "GNU sort -S 32M" sort -S 32M -T "$DIR" "$DIR/lines-$N.txt"
+input=$(tracked "$N")
+ls -l "$input" | awk '{ printf "input: %d events, %.0f MiB\n", '"$N"', $5 / 1048576 }'
+measure "trail-sort $N, in memory (--memory 64G)" "$N" "$BIN/trail-sort" --memory 64G "$input"
+measure "trail-sort $N, spilling (--memory 32M)" "$N" "$BIN/trail-sort" --memory 32M --temp-dir "$DIR" "$input"
+measure "trail-sort $N, streaming (pipe, --window 1ms)" "$N" sh -c "'$BIN/trail-sort' --window 1ms < '$input' | cat > /dev/null"
+measure "trail-track $N (no ids in the input)" "$N" "$BIN/trail-track" "$DIR/raw-$N.trail"
+measure "GNU sort, $N lines (in memory)" "$N" sort -S 50% "$DIR/lines-$N.txt"
+measure "GNU sort -S 32M, $N lines (spilling)" "$N" sort -S 32M -T "$DIR" "$DIR/lines-$N.txt"
+if [ "$GROWTH" = 1 ]; then
+    for n in $((N / 4)) $((N / 2)); do
+        f=$(tracked "$n")
+        measure "trail-sort $n, spilling (--memory 32M)" "$n" "$BIN/trail-sort" --memory 32M --temp-dir "$DIR" "$f"
+        measure "trail-sort $n, in memory (--memory 64G)" "$n" "$BIN/trail-sort" --memory 64G "$f"
+        rm -f "$f"
+    done
+fi

@@ -1,5 +1,5 @@
 //! Writes a deterministic synthetic trail stream to stdout (see `trail::synth`).
-//! Usage: synth EVENTS [SEED] [SNAPLEN]
+//! Usage: synth EVENTS [SEED] [SNAPLEN] [untracked]  (untracked: events without tracking ids)
 use std::io::Write;
 
 fn main() -> std::process::ExitCode {
@@ -13,9 +13,11 @@ fn main() -> std::process::ExitCode {
         let events = parse(args.next(), 1_000_000)?;
         let seed = parse(args.next(), 1)?;
         let snaplen = parse(args.next(), 256)?;
+        let tracked = args.next().as_deref() != Some("untracked");
         let config = trail::synth::SynthConfig {
             seed,
             snaplen: snaplen as usize,
+            tracked,
             ..Default::default()
         };
         let synth = trail::synth::Synth::new(config);

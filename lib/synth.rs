@@ -32,6 +32,8 @@ pub struct SynthConfig {
     pub concurrent: usize,
     /// Captured bytes per packet at most.
     pub snaplen: usize,
+    /// Events carry a kernel-style `tracking` id (false: trail-track has to make ids).
+    pub tracked: bool,
 }
 
 impl Default for SynthConfig {
@@ -40,6 +42,7 @@ impl Default for SynthConfig {
             seed: 1,
             concurrent: 8,
             snaplen: 256,
+            tracked: true,
         }
     }
 }
@@ -239,7 +242,7 @@ impl Iterator for Synth {
                 code,
                 subsystem: Some("CORE".into()),
             }),
-            tracking: Some(journey.tracking.clone()),
+            tracking: self.config.tracked.then(|| journey.tracking.clone()),
             ct: journey.ct.clone(),
             ..Event::default()
         };

@@ -7,12 +7,14 @@
 # and deleted at the end unless KEEP=1.
 # Prints one line per run: wall seconds, CPU seconds (user+sys), events/s of wall time, peak RSS.
 # GNU sort on as many lines (one 20-digit key + a journey number each) is the sanity baseline of
-# the same run. GROWTH=0 skips the memory-growth runs (--memory 32M on EVENTS/4 and EVENTS/2).
+# the same run. GROWTH=0 skips the memory-growth runs (--memory 32M on EVENTS/4 and EVENTS/2),
+# TRACK=0 the trail-track run (and its input).
 set -eu
 N=${1:-1000000}
 DIR=${2:-target/bench-journeys}
 BIN=${BIN:-target/release}
 GROWTH=${GROWTH:-1}
+TRACK=${TRACK:-1}
 SYNTH=${SYNTH:-$BIN/examples/synth}
 mkdir -p "$DIR"
 [ -x /usr/bin/time ] || { echo "install GNU time (apt-get install time)" >&2; exit 1; }
@@ -25,7 +27,7 @@ tracked() { # events -> file with kernel-style tracking ids (input for trail-sor
     [ -f "$f" ] || "$SYNTH" "$1" 1 256 > "$f"
     echo "$f"
 }
-[ -f "$DIR/raw-$N.trail" ] || "$SYNTH" "$N" 1 256 untracked > "$DIR/raw-$N.trail"
+[ "$TRACK" = 0 ] || [ -f "$DIR/raw-$N.trail" ] || "$SYNTH" "$N" 1 256 untracked > "$DIR/raw-$N.trail"
 [ -f "$DIR/lines-$N.txt" ] || awk -v n="$N" 'BEGIN {
     srand(1)
     for (i = 0; i < n; i++) printf "%010d%010d %d\n", int(rand() * 1e10), int(rand() * 1e10), int(i / 12)
@@ -44,7 +46,7 @@ ls -l "$input" | awk '{ printf "input: %d events, %.0f MiB\n", '"$N"', $5 / 1048
 measure "trail-sort $N, in memory (--memory 64G)" "$N" "$BIN/trail-sort" --memory 64G "$input"
 measure "trail-sort $N, spilling (--memory 32M)" "$N" "$BIN/trail-sort" --memory 32M --temp-dir "$DIR" "$input"
 measure "trail-sort $N, streaming (pipe, --window 1ms)" "$N" sh -c "'$BIN/trail-sort' --window 1ms < '$input' | cat > /dev/null"
-measure "trail-track $N (no ids in the input)" "$N" "$BIN/trail-track" "$DIR/raw-$N.trail"
+[ "$TRACK" = 0 ] || measure "trail-track $N (no ids in the input)" "$N" "$BIN/trail-track" "$DIR/raw-$N.trail"
 measure "GNU sort, $N lines (in memory)" "$N" sort -S 50% "$DIR/lines-$N.txt"
 measure "GNU sort -S 32M, $N lines (spilling)" "$N" sort -S 32M -T "$DIR" "$DIR/lines-$N.txt"
 if [ "$GROWTH" = 1 ]; then

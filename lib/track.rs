@@ -25,7 +25,7 @@ use crate::codec::{self, Frame, FrameKind, RawMap};
 use crate::error::{ErrorKind, StreamError};
 use crate::event::Layer;
 use crate::fingerprint::{fingerprint_parts, Fingerprint};
-use crate::journey::{self, encode_str, encode_u64, format_id, Inputs, JourneyId, Record};
+use crate::journey::{self, format_id, Inputs, JourneyId, Record};
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -380,6 +380,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         hosts: HashMap::new(),
         version: header.version,
         scratch: Vec::new(),
+        tracking: Vec::new(),
         released: 0,
         late: 0,
     };
@@ -441,6 +442,8 @@ struct Stage {
     hosts: HashMap<String, u32>,
     version: (u8, u8),
     scratch: Vec<u8>,
+    /// The `tracking` value being built (reused: no allocation per event).
+    tracking: Vec<u8>,
     released: u64,
     late: u64,
 }
@@ -476,13 +479,15 @@ impl Stage {
                 Some(name) => self.host_id(name),
                 None => self.host_id(&inputs.hosts()[record.host as usize]),
             };
-            if let Some(tracking) = self
-                .track(&payload, map, record.ts, host)
-                .map_err(corrupt)?
-            {
+            let mut tracking = std::mem::take(&mut self.tracking);
+            let changed = self
+                .track(&payload, map, record.ts, host, &mut tracking)
+                .map_err(corrupt)?;
+            if changed {
                 map.with_entry(&payload, "tracking", &tracking, &mut self.scratch);
                 std::mem::swap(&mut payload, &mut self.scratch);
             }
+            self.tracking = tracking;
         }
         let frame = Frame {
             kind: record.kind,
@@ -493,14 +498,15 @@ impl Stage {
         output.forward(&frame, "trail-track")
     }
 
-    /// The new `tracking` value for an event, or `None` to leave the event as it is.
+    /// Writes the new `tracking` value for an event into `out`; false: leave the event as it is.
     fn track(
         &mut self,
         payload: &[u8],
         map: &RawMap,
         ts: u64,
         host: u32,
-    ) -> Result<Option<Vec<u8>>, String> {
+        out: &mut Vec<u8>,
+    ) -> Result<bool, String> {
         // The few fields tracking needs, read in place: decoding whole sections would cost more
         // than everything else trail-track does.
         let tracking = map.get(payload, "tracking");
@@ -537,50 +543,76 @@ impl Stage {
             end_of_life,
         };
         let Some((id, journey)) = self.tracker.observe(&obs) else {
-            return Ok(None);
+            return Ok(false);
         };
-        let mut set: Vec<(&str, Vec<u8>)> = Vec::new();
+        // The entries to set, their values encoded one after the other in `values`. Writing
+        // into it cannot fail: the longest set takes 9 + 9 + 12 + 34 + 6 bytes.
+        let mut values = [0u8; 128];
+        let mut cursor = &mut values[..];
+        let mut set: [(&str, usize); 5] = [("", 0); 5];
+        let mut count = 0;
+        let mut entry = |key: &'static str, cursor: &mut &mut [u8]| {
+            set[count] = (key, cursor.len());
+            count += 1;
+        };
         if given.is_none() {
-            set.push(("first_seen", encode_u64(id.0)));
-            set.push(("orig_head", encode_u64(id.1)));
             let source = match journey.source {
                 Source::Head => "head",
                 Source::Fingerprint => "fingerprint",
                 Source::Given => "kernel",
             };
-            set.push(("source", encode_str(source)));
+            let _ = rmp::encode::write_uint(&mut cursor, id.0);
+            entry("first_seen", &mut cursor);
+            let _ = rmp::encode::write_uint(&mut cursor, id.1);
+            entry("orig_head", &mut cursor);
+            let _ = rmp::encode::write_str(&mut cursor, source);
+            entry("source", &mut cursor);
         }
-        if !already_linked {
-            if let Some(link) = journey.link {
-                set.push(("parent", encode_str(&format_id(journey.root))));
-                set.push(("link", encode_str(link)));
-            }
+        if let Some(link) = journey.link.filter(|_| !already_linked) {
+            let _ = rmp::encode::write_str(&mut cursor, &format_id(journey.root));
+            entry("parent", &mut cursor);
+            let _ = rmp::encode::write_str(&mut cursor, link);
+            entry("link", &mut cursor);
         }
-        if set.is_empty() {
-            return Ok(None);
+        if count == 0 {
+            return Ok(false);
         }
-        let mut out = Vec::new();
+        // (key, encoded value) of every entry to set.
+        let mut entries: [(&str, &[u8]); 5] = [("", &[]); 5];
+        let mut start = 0;
+        for (slot, &(key, left)) in entries.iter_mut().zip(&set[..count]) {
+            let end = values.len() - left;
+            *slot = (key, &values[start..end]);
+            start = end;
+        }
+        let entries = &entries[..count];
         match map.get(payload, "tracking") {
             Some(existing) => {
                 let existing_map =
                     RawMap::parse(existing).map_err(|why| format!("section tracking: {why}"))?;
-                journey::splice_map(
+                existing_map.splice(
                     existing,
-                    &existing_map,
-                    &mut out,
-                    |key, _| set.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()),
-                    &set,
+                    out,
+                    |key, _, out| match entries.iter().find(|(k, _)| *k == key) {
+                        Some((_, value)) => {
+                            out.extend_from_slice(value);
+                            true
+                        }
+                        None => false,
+                    },
+                    entries,
                 );
             }
             None => {
-                let _ = rmp::encode::write_map_len(&mut out, set.len() as u32);
-                for (key, value) in &set {
-                    let _ = rmp::encode::write_str(&mut out, key);
+                out.clear();
+                let _ = rmp::encode::write_map_len(out, entries.len() as u32);
+                for (key, value) in entries {
+                    let _ = rmp::encode::write_str(out, key);
                     out.extend_from_slice(value);
                 }
             }
         }
-        Ok(Some(out))
+        Ok(true)
     }
 }
 

@@ -31,7 +31,7 @@ pub const VXLAN_PORT: u16 = 4789;
 pub const GENEVE_PORT: u16 = 6081;
 /// Tunnels nested deeper than this are not opened: crafted packets could otherwise recurse once
 /// per 50 bytes.
-const MAX_TUNNEL_DEPTH: u8 = 4;
+pub const MAX_TUNNEL_DEPTH: u8 = 4;
 /// VLAN tags decoded at most (QinQ has two; more is unusual but legal).
 const MAX_VLAN_TAGS: usize = 8;
 
@@ -66,6 +66,34 @@ pub struct Dissection {
     /// Why decoding stopped early, if it did (e.g. `truncated ipv4 header`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Where the layers lie in the captured bytes (for [`crate::fingerprint`]; not shown).
+    #[serde(skip)]
+    pub layout: Layout,
+}
+
+/// Where the IP layer of a dissection lies in the packet's captured bytes: what
+/// [`crate::fingerprint`] hashes, found by the same parser that fills the fields. Offsets
+/// count from the first captured byte of the packet, inner packets included.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Layout {
+    /// Start of the IP header.
+    pub ip: Option<usize>,
+    /// Start of the IP payload: the transport header, or a later fragment's data.
+    pub ip_payload: usize,
+    /// IPv6 fragment header's identification (0 without one).
+    pub frag_id: u32,
+    /// Address of the packet's first byte: turns the sub-slices the parser walks into offsets.
+    base: usize,
+    /// [`dissect_layout`]: also open IP-in-IP, SIT and GRE tunnels, and leave address text
+    /// empty (formatting it would cost trail-track more than the rest of the dissection).
+    bare: bool,
+}
+
+/// A layout says where things are, not what the packet is: dissections compare by their fields.
+impl PartialEq for Layout {
+    fn eq(&self, _: &Layout) -> bool {
+        true
+    }
 }
 
 fn is_zero(value: &u32) -> bool {
@@ -160,6 +188,8 @@ pub struct L4Info {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct TunnelInfo {
     /// `vxlan` or `geneve`.
+    // trail-track's bare dissection ([`dissect_layout`]) also opens `ipip`, `sit` and `gre`
+    // (the GRE key, if any, in `vni`); those never reach display or export.
     pub kind: String,
     pub vni: u32,
     /// EtherType of the carried packet (0x6558: Ethernet frame; always so for VXLAN).
@@ -175,12 +205,35 @@ fn is_zero_u16(value: &u16) -> bool {
 
 /// Decodes a captured packet according to its link type and layer.
 pub fn dissect(packet: &Packet) -> Dissection {
-    let data = packet.data.0.as_slice();
+    dissect_with(
+        &packet.data.0,
+        packet.len,
+        packet.layer,
+        packet.linktype,
+        false,
+    )
+}
+
+/// The dissection [`crate::fingerprint`] works from, of a packet given by its parts (`data`
+/// captured of `len` bytes, starting at `layer`, of `linktype`): like [`dissect`], and it also
+/// opens IP-in-IP, SIT and GRE tunnels (as `ipip`, `sit`, `gre` tunnels with an inner
+/// dissection: trail-track follows a packet into every kind of tunnel, while display leaves
+/// these closed as tcpdump does by default); address fields (MACs, IPs) are left empty.
+pub fn dissect_layout(data: &[u8], len: u32, layer: Layer, linktype: u32) -> Dissection {
+    dissect_with(data, len, layer, linktype, true)
+}
+
+fn dissect_with(data: &[u8], len: u32, layer: Layer, linktype: u32, bare: bool) -> Dissection {
     let mut d = Dissection {
-        len: packet.len.max(data.len() as u32),
+        len: len.max(data.len() as u32),
+        layout: Layout {
+            base: data.as_ptr() as usize,
+            bare,
+            ..Layout::default()
+        },
         ..Dissection::default()
     };
-    match (packet.layer, packet.linktype) {
+    match (layer, linktype) {
         (_, linktype::IPV4) => ipv4_layer(&mut d, data, 0),
         (_, linktype::IPV6) => ipv6_layer(&mut d, data, 0),
         (Layer::L3, _) | (_, linktype::RAW) => ip_by_version(&mut d, data, 0),
@@ -215,6 +268,33 @@ fn mac(bytes: &[u8]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// Offset of `bytes` (a sub-slice of the packet's data) from the packet's first byte.
+fn offset_of(d: &Dissection, bytes: &[u8]) -> usize {
+    (bytes.as_ptr() as usize).saturating_sub(d.layout.base)
+}
+
+/// An empty dissection for the packet inside a tunnel of `d`, `len` bytes long.
+fn inner_of(d: &Dissection, len: u32) -> Dissection {
+    Dissection {
+        len,
+        layout: Layout {
+            base: d.layout.base,
+            bare: d.layout.bare,
+            ..Layout::default()
+        },
+        ..Dissection::default()
+    }
+}
+
+/// Address text, unless the dissection is bare ([`dissect_layout`]).
+fn text(d: &Dissection, make: impl FnOnce() -> String) -> String {
+    if d.layout.bare {
+        String::new()
+    } else {
+        make()
+    }
+}
+
 fn fail(d: &mut Dissection, why: &str) {
     d.error = Some(why.to_string());
 }
@@ -234,8 +314,8 @@ fn ethernet(d: &mut Dissection, data: &[u8], depth: u8) {
     };
     let ethertype = eth.ether_type().0;
     d.eth = Some(EthInfo {
-        src: mac(&eth.source()),
-        dst: mac(&eth.destination()),
+        src: text(d, || mac(&eth.source())),
+        dst: text(d, || mac(&eth.destination())),
         ethertype,
     });
     let rest = &data[eth.slice().len()..];
@@ -362,8 +442,8 @@ fn ipv4_layer(d: &mut Dissection, bytes: &[u8], depth: u8) {
     let frag_offset = h.fragments_offset().byte_offset();
     d.ip = Some(IpInfo {
         version: 4,
-        src: ipv4_text(h.source()),
-        dst: ipv4_text(h.destination()),
+        src: text(d, || ipv4_text(h.source())),
+        dst: text(d, || ipv4_text(h.destination())),
         proto: payload.ip_number.0,
         ttl: h.ttl(),
         tos: h.slice()[1],
@@ -382,6 +462,8 @@ fn ipv4_layer(d: &mut Dissection, bytes: &[u8], depth: u8) {
             },
         );
     }
+    d.layout.ip = Some(offset_of(d, bytes));
+    d.layout.ip_payload = offset_of(d, payload.payload);
     let consumed = bytes.len() - payload.payload.len();
     let len = ip_payload_len(payload, u32::from(h.total_len()), consumed);
     let first = (frag_offset == 0).then_some(h.more_fragments());
@@ -402,14 +484,14 @@ fn ipv6_layer(d: &mut Dissection, bytes: &[u8], depth: u8) {
     let h = ip.header();
     let payload = ip.payload();
     let exts = ip.extensions();
-    let (more_fragments, frag_offset) = exts
+    let (more_fragments, frag_offset, frag_id) = exts
         .first_header()
-        .map_or((false, 0), |first| fragment_of(first.0, exts.slice()));
+        .map_or((false, 0, 0), |first| fragment_of(first.0, exts.slice()));
     let total = 40 + u32::from(h.payload_length());
     d.ip = Some(IpInfo {
         version: 6,
-        src: Ipv6Addr::from(h.source()).to_string(),
-        dst: Ipv6Addr::from(h.destination()).to_string(),
+        src: text(d, || Ipv6Addr::from(h.source()).to_string()),
+        dst: text(d, || Ipv6Addr::from(h.destination()).to_string()),
         proto: payload.ip_number.0,
         ttl: h.hop_limit(),
         tos: h.traffic_class(),
@@ -428,24 +510,28 @@ fn ipv6_layer(d: &mut Dissection, bytes: &[u8], depth: u8) {
             },
         );
     }
+    d.layout.ip = Some(offset_of(d, bytes));
+    d.layout.ip_payload = offset_of(d, payload.payload);
+    d.layout.frag_id = frag_id;
     let consumed = bytes.len() - payload.payload.len();
     let len = ip_payload_len(payload, total, consumed);
     let first = (frag_offset == 0).then_some(more_fragments);
     transport(d, payload.ip_number.0, payload.payload, len, first, depth);
 }
 
-/// More-fragments flag and byte offset of the fragment header among the IPv6 extension headers
+/// More-fragments flag, byte offset and identification of the fragment header among the IPv6 extension headers
 /// that etherparse validated (`exts`, starting with a header of type `next`).
 ///
 /// etherparse's own iterator over these headers must not be used: after a lax parse stopped
 /// on a truncated header it walks on past the validated bytes (debug assertion, undefined
 /// behaviour in release builds; etherparse 0.21).
-fn fragment_of(mut next: u8, mut exts: &[u8]) -> (bool, u16) {
+fn fragment_of(mut next: u8, mut exts: &[u8]) -> (bool, u16, u32) {
     while exts.len() >= 8 {
         let len = match next {
             44 => {
                 let field = be16(exts, 2);
-                return (field & 1 != 0, field & 0xfff8);
+                let id = u32::from_be_bytes([exts[4], exts[5], exts[6], exts[7]]);
+                return (field & 1 != 0, field & 0xfff8, id);
             }
             51 => (usize::from(exts[1]) + 2) * 4,
             _ => (usize::from(exts[1]) + 1) * 8,
@@ -453,7 +539,7 @@ fn fragment_of(mut next: u8, mut exts: &[u8]) -> (bool, u16) {
         next = exts[0];
         exts = exts.get(len..).unwrap_or_default();
     }
-    (false, 0)
+    (false, 0, 0)
 }
 
 /// Decodes the transport header of an IP payload of `len` bytes (from the headers), of which
@@ -480,9 +566,61 @@ fn transport(
                 proto: proto.to_string(),
                 payload_len: len,
                 ..L4Info::default()
-            })
+            });
+            if d.layout.bare && depth < MAX_TUNNEL_DEPTH {
+                ip_tunnel(d, proto, bytes, len, depth);
+            }
         }
     }
+}
+
+/// IP-in-IP (4), SIT (41) and GRE (47, RFC 2784/2890: flags and version, protocol type, then
+/// checksum, key and sequence number when their flags are set), only in a bare dissection ([`dissect_layout`]).
+fn ip_tunnel(d: &mut Dissection, proto: u8, bytes: &[u8], len: u32, depth: u8) {
+    let (kind, ethertype, header_len, key) = match proto {
+        4 => ("ipip", 0x0800, 0, 0),
+        41 => ("sit", 0x86dd, 0, 0),
+        47 => {
+            if bytes.len() < 4 {
+                return fail(d, "truncated gre header");
+            }
+            let flags = be16(bytes, 0);
+            let key_at = 4 + if flags & 0x8000 != 0 { 4 } else { 0 };
+            let key = if flags & 0x2000 != 0 && bytes.len() >= key_at + 4 {
+                u32::from_be_bytes([
+                    bytes[key_at],
+                    bytes[key_at + 1],
+                    bytes[key_at + 2],
+                    bytes[key_at + 3],
+                ])
+            } else {
+                0
+            };
+            let options = [0x8000u16, 0x2000, 0x1000]
+                .iter()
+                .filter(|&&bit| flags & bit != 0)
+                .count();
+            ("gre", be16(bytes, 2), 4 + 4 * options, key)
+        }
+        _ => return,
+    };
+    let Some(rest) = bytes.get(header_len..) else {
+        return fail(d, "truncated gre header");
+    };
+    d.tunnel = Some(TunnelInfo {
+        kind: kind.into(),
+        vni: key,
+        proto: ethertype,
+        options_len: 0,
+    });
+    let mut inner = inner_of(d, len.saturating_sub(header_len as u32));
+    if ethertype == ETHERTYPE_TEB {
+        ethernet(&mut inner, rest, depth + 1);
+    } else {
+        let inner_len = inner.len;
+        ether_payload(&mut inner, ethertype, rest, inner_len, depth + 1);
+    }
+    d.inner = Some(Box::new(inner));
 }
 
 fn tcp(d: &mut Dissection, bytes: &[u8], len: u32) {
@@ -599,10 +737,7 @@ fn vxlan(d: &mut Dissection, bytes: &[u8], len: u32, depth: u8) {
         proto: ETHERTYPE_TEB,
         options_len: 0,
     });
-    let mut inner = Dissection {
-        len: len.saturating_sub(8),
-        ..Dissection::default()
-    };
+    let mut inner = inner_of(d, len.saturating_sub(8));
     ethernet(&mut inner, &bytes[8..], depth + 1);
     d.inner = Some(Box::new(inner));
 }
@@ -624,10 +759,7 @@ fn geneve(d: &mut Dissection, bytes: &[u8], len: u32, depth: u8) {
     let Some(rest) = bytes.get(header_len..) else {
         return fail(d, "truncated geneve options");
     };
-    let mut inner = Dissection {
-        len: len.saturating_sub(header_len as u32),
-        ..Dissection::default()
-    };
+    let mut inner = inner_of(d, len.saturating_sub(header_len as u32));
     if proto == ETHERTYPE_TEB {
         ethernet(&mut inner, rest, depth + 1);
     } else {

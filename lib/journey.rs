@@ -317,6 +317,16 @@ impl Inputs {
         }
     }
 
+    /// Whether the next [`Inputs::next_interleaved`] may block: the input it reads next has
+    /// nothing buffered. Live stages flush their output then, so that a pipe from a capture
+    /// shows what is ready (`trail-capture | trail-sort | trail-print`).
+    pub fn next_may_block(&self) -> bool {
+        (0..self.inputs.len())
+            .filter(|&i| !self.inputs[i].done)
+            .min_by_key(|&i| (self.inputs[i].latest, i))
+            .is_some_and(|i| self.inputs[i].reader.input_drained())
+    }
+
     /// Reads every input in turn, first to last.
     pub fn next_sequential(&mut self) -> anyhow::Result<Option<Record>> {
         for i in 0..self.inputs.len() {
@@ -486,8 +496,9 @@ pub fn event_timestamp(payload: &[u8], map: &RawMap) -> Result<Option<u64>, Stri
     let Some(common) = map.get(payload, "common") else {
         return Ok(None);
     };
-    let common_map = RawMap::parse(common).map_err(|why| format!("section common: {why}"))?;
-    match common_map.get(common, "timestamp") {
+    let timestamp =
+        codec::map_value(common, "timestamp").map_err(|why| format!("section common: {why}"))?;
+    match timestamp {
         None => Ok(None),
         Some(value) => read_u64(value)
             .map(Some)

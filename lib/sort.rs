@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{self, Write};
+use std::ops::Range;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -27,7 +28,7 @@ use serde::Serialize;
 
 use crate::cli::{self, Output};
 use crate::codec::{self, Frame, FrameKind, RawMap};
-use crate::event::{Drop, Probe, Tracking};
+use crate::event::{Drop, Probe};
 use crate::extsort::{ExternalSort, Item, SortKey};
 use crate::journey::{self, format_id, parse_id, Inputs, JourneyId, Record};
 
@@ -104,26 +105,42 @@ fn be64(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// Where an event's `tracking` value lies in its payload (`start << 32 | end`; 0: nowhere), so
+/// that setting `tracking.index` on output splices that range without indexing the event again.
+type Span = u64;
+
+fn span_of(range: &Range<usize>) -> Span {
+    (range.start as u64) << 32 | range.end as u64
+}
+
+fn span_range(span: Span) -> Range<usize> {
+    (span >> 32) as usize..(span & 0xffff_ffff) as usize
+}
+
 /// First pass key: groups journeys together.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct ByJourney {
     group: Group,
     ts: u64,
     seq: u64,
+    /// Not an ordering criterion (`seq` is unique): carried along for the output.
+    span: Span,
 }
 
 impl SortKey for ByJourney {
-    const SIZE: usize = 17 + 16;
+    const SIZE: usize = 17 + 24;
     fn write(&self, out: &mut Vec<u8>) {
         self.group.write(out);
         out.extend_from_slice(&self.ts.to_be_bytes());
         out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.span.to_be_bytes());
     }
     fn read(bytes: &[u8]) -> Self {
         ByJourney {
             group: Group::read(&bytes[..17]),
             ts: be64(&bytes[17..25]),
             seq: be64(&bytes[25..33]),
+            span: be64(&bytes[33..41]),
         }
     }
 }
@@ -136,16 +153,18 @@ struct ByStart {
     ts: u64,
     seq: u64,
     index: u32,
+    span: Span,
 }
 
 impl SortKey for ByStart {
-    const SIZE: usize = 8 + 17 + 16 + 4;
+    const SIZE: usize = 8 + 17 + 16 + 4 + 8;
     fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.start.to_be_bytes());
         self.group.write(out);
         out.extend_from_slice(&self.ts.to_be_bytes());
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.index.to_be_bytes());
+        out.extend_from_slice(&self.span.to_be_bytes());
     }
     fn read(bytes: &[u8]) -> Self {
         ByStart {
@@ -154,24 +173,41 @@ impl SortKey for ByStart {
             ts: be64(&bytes[25..33]),
             seq: be64(&bytes[33..41]),
             index: u32::from_be_bytes([bytes[41], bytes[42], bytes[43], bytes[44]]),
+            span: be64(&bytes[45..53]),
         }
     }
 }
 
-/// The journey an event belongs to: its `tracking.parent` (a chain's root) or its own id.
-pub fn journey_of(payload: &[u8], map: &RawMap) -> Result<Option<JourneyId>, String> {
-    let Some(result) = codec::decode_section::<Tracking>(payload, map, "tracking") else {
+/// The journey an event belongs to: its `tracking.parent` (a chain's root) or its own id; and
+/// where its `tracking` section lies. Reads the raw bytes: no event is decoded to be sorted.
+pub fn journey_of(
+    payload: &[u8],
+    map: &RawMap,
+) -> Result<Option<(JourneyId, Range<usize>)>, String> {
+    let Some(range) = map.range(payload, "tracking") else {
         return Ok(None);
     };
-    let tracking = result.map_err(|why| format!("section tracking: {why}"))?;
-    if let Some(root) = tracking.parent.as_deref().and_then(parse_id) {
-        return Ok(Some(root));
+    let value = &payload[range.clone()];
+    let field =
+        |key: &str| codec::map_value(value, key).map_err(|why| format!("section tracking: {why}"));
+    if let Some(parent) = field("parent")? {
+        let (text, _) = rmp::decode::read_str_from_slice(parent)
+            .map_err(|_| "tracking.parent is not a string".to_string())?;
+        if let Some(root) = parse_id(text) {
+            return Ok(Some((root, range)));
+        }
     }
-    let id = (tracking.first_seen, tracking.orig_head);
-    Ok((id != (0, 0)).then_some(id))
+    let number = |key: &str| match field(key)? {
+        None => Ok(0),
+        Some(bytes) => journey::read_u64(bytes)
+            .ok_or_else(|| format!("tracking.{key} is not an unsigned integer")),
+    };
+    let id = (number("first_seen")?, number("orig_head")?);
+    Ok((id != (0, 0)).then_some((id, range)))
 }
 
-fn group_of(inputs: &Inputs, record: &Record) -> anyhow::Result<Group> {
+/// What groups a record with others, and where its `tracking` section lies (see [`Span`]).
+fn group_of(inputs: &Inputs, record: &Record) -> anyhow::Result<(Group, Span)> {
     if record.kind == FrameKind::Event {
         if let Some(map) = &record.map {
             let journey =
@@ -180,12 +216,12 @@ fn group_of(inputs: &Inputs, record: &Record) -> anyhow::Result<Group> {
                     offset: record.offset,
                     kind: crate::error::ErrorKind::Corrupt(why),
                 })?;
-            if let Some((a, b)) = journey {
-                return Ok(Group::Journey(a, b));
+            if let Some(((a, b), range)) = journey {
+                return Ok((Group::Journey(a, b), span_of(&range)));
             }
         }
     }
-    Ok(Group::Single(record.seq))
+    Ok((Group::Single(record.seq), 0))
 }
 
 pub fn run(options: Options) -> anyhow::Result<()> {
@@ -251,13 +287,14 @@ fn sort_exact(
             trailers.push(record.payload);
             continue;
         }
-        let group = group_of(inputs, &record)?;
+        let (group, span) = group_of(inputs, &record)?;
         by_journey
             .push(Item {
                 key: ByJourney {
                     group,
                     ts: record.ts,
                     seq: record.seq,
+                    span,
                 },
                 tag: record.kind.tag(),
                 payload: record.payload,
@@ -289,6 +326,7 @@ fn sort_exact(
                     ts: key.ts,
                     seq: key.seq,
                     index,
+                    span: key.span,
                 },
                 tag: item.tag,
                 payload: item.payload,
@@ -301,10 +339,10 @@ fn sort_exact(
     emitter.header(&inputs.header_frame(stage, true)?)?;
     while let Some(item) = ordered.next_item().map_err(temp)? {
         let index = item.key.group.journey().map(|_| item.key.index);
-        emitter.item(item.key.group, index, item.tag, item.payload)?;
+        emitter.item(item.key.group, index, item.key.span, item.tag, item.payload)?;
     }
     for payload in trailers {
-        emitter.item(Group::Single(u64::MAX), None, b'T', payload)?;
+        emitter.item(Group::Single(u64::MAX), None, 0, b'T', payload)?;
     }
     Ok(())
 }
@@ -314,8 +352,8 @@ struct OpenJourney {
     last: u64,
     /// Index of the first event not yet emitted (a continuation of an emitted journey).
     base_index: u32,
-    /// (timestamp, arrival, tag, payload)
-    events: Vec<(u64, u64, u8, Vec<u8>)>,
+    /// (timestamp, arrival, tracking span, tag, payload)
+    events: Vec<(u64, u64, Span, u8, Vec<u8>)>,
 }
 
 fn sort_streaming(
@@ -350,11 +388,12 @@ fn sort_streaming(
         };
         journey.events.sort_unstable_by_key(|e| (e.0, e.1));
         let mut index = journey.base_index;
-        for (_, _, tag, payload) in journey.events {
+        for (_, _, span, tag, payload) in journey.events {
             *buffered -= payload.len() + crate::extsort::ITEM_OVERHEAD;
-            emitter.item(group, group.journey().map(|_| index), tag, payload)?;
+            emitter.item(group, group.journey().map(|_| index), span, tag, payload)?;
             index += 1;
         }
+        emitter.journey_done()?;
         if group.journey().is_some() {
             *generation += 1;
             emitted.insert(group, (index, *generation));
@@ -371,16 +410,28 @@ fn sort_streaming(
         Ok(())
     };
 
-    while let Some(record) = inputs.next_interleaved()? {
+    loop {
+        if inputs.next_may_block() {
+            emitter.flush()?;
+        }
+        let Some(record) = inputs.next_interleaved()? else {
+            break;
+        };
         if record.kind == FrameKind::Trailer {
             trailers.push(record.payload);
             continue;
         }
-        let group = group_of(inputs, &record)?;
+        let (group, span) = group_of(inputs, &record)?;
         let watermark = inputs.watermark();
         let mut is_late = record.ts.saturating_add(window) < watermark;
         buffered += record.payload.len() + crate::extsort::ITEM_OVERHEAD;
-        let event = (record.ts, record.seq, record.kind.tag(), record.payload);
+        let event = (
+            record.ts,
+            record.seq,
+            span,
+            record.kind.tag(),
+            record.payload,
+        );
         match open.get_mut(&group) {
             Some(journey) => {
                 if record.ts < journey.start {
@@ -441,7 +492,7 @@ fn sort_streaming(
         )?;
     }
     for payload in trailers {
-        emitter.item(Group::Single(u64::MAX), None, b'T', payload)?;
+        emitter.item(Group::Single(u64::MAX), None, 0, b'T', payload)?;
     }
     if late > 0 {
         journey::warn(
@@ -507,14 +558,15 @@ impl Emitter {
         &mut self,
         group: Group,
         index: Option<u32>,
+        span: Span,
         tag: u8,
         payload: Vec<u8>,
     ) -> anyhow::Result<()> {
         match &mut self.sink {
             Sink::Stream(output) => {
                 let payload = match index {
-                    Some(index) if tag == b'E' => {
-                        set_index(&payload, index, &mut self.scratch)
+                    Some(index) if tag == b'E' && span != 0 => {
+                        splice_index(&payload, span_range(span), index, &mut self.scratch)
                             .map_err(anyhow::Error::msg)
                             .context("cannot set tracking.index")?;
                         std::mem::take(&mut self.scratch)
@@ -549,6 +601,29 @@ impl Emitter {
                     .add(&payload);
                 Ok(())
             }
+        }
+    }
+
+    /// A journey was emitted whole (streaming mode): its summary line need not wait for the next.
+    fn journey_done(&mut self) -> anyhow::Result<()> {
+        if let Sink::Summary {
+            out,
+            format,
+            current,
+        } = &mut self.sink
+        {
+            if let Some(done) = current.take() {
+                write_summary(out, *format, &done)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes out what is buffered (streaming mode, when the input runs dry).
+    fn flush(&mut self) -> anyhow::Result<()> {
+        match &mut self.sink {
+            Sink::Stream(output) => output.flush(),
+            Sink::Summary { out, .. } => journey::write_context(out.flush()),
         }
     }
 
@@ -588,18 +663,55 @@ fn kind_of(tag: u8) -> FrameKind {
 /// Splices `tracking.index = index` into an event (see the module header).
 pub fn set_index(payload: &[u8], index: u32, out: &mut Vec<u8>) -> Result<(), String> {
     let map = RawMap::parse(payload)?;
-    let tracking = map
-        .get(payload, "tracking")
+    let range = map
+        .range(payload, "tracking")
         .ok_or("event has no tracking section")?;
-    let tracking_map = RawMap::parse(tracking)?;
-    let mut value = Vec::with_capacity(tracking.len() + 8);
-    tracking_map.with_entry(
-        tracking,
-        "index",
-        &journey::encode_u64(u64::from(index)),
-        &mut value,
-    );
-    map.with_entry(payload, "tracking", &value, out);
+    splice_index(payload, range, index, out)
+}
+
+/// [`set_index`] for an event whose `tracking` value lies at `range`: only that value is
+/// re-encoded; the bytes before and after it are copied as they are (the top-level map keeps
+/// its entries, so its header does not change).
+fn splice_index(
+    payload: &[u8],
+    range: Range<usize>,
+    index: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let tracking = payload
+        .get(range.clone())
+        .ok_or("tracking section out of range")?;
+    let mut index_value = [0u8; 9];
+    let index_value = {
+        let mut cursor = &mut index_value[..];
+        // Writing into a 9-byte slice cannot fail for a u32.
+        let _ = rmp::encode::write_uint(&mut cursor, u64::from(index));
+        let left = cursor.len();
+        &index_value[..9 - left]
+    };
+    out.clear();
+    out.reserve(payload.len() + 16);
+    out.extend_from_slice(&payload[..range.start]);
+    match codec::map_value(tracking, "index")? {
+        Some(old) => {
+            // Replace the value in place: bytes before it, the new value, bytes after it.
+            let at = old.as_ptr() as usize - tracking.as_ptr() as usize;
+            out.extend_from_slice(&tracking[..at]);
+            out.extend_from_slice(index_value);
+            out.extend_from_slice(&tracking[at + old.len()..]);
+        }
+        None => {
+            // Append the entry: a map header one entry longer, then the entries as they are.
+            let mut rest = tracking;
+            let count = rmp::decode::read_map_len(&mut rest)
+                .map_err(|e| format!("section tracking is not a map: {e}"))?;
+            let _ = rmp::encode::write_map_len(out, count + 1);
+            out.extend_from_slice(rest);
+            let _ = rmp::encode::write_str(out, "index");
+            out.extend_from_slice(index_value);
+        }
+    }
+    out.extend_from_slice(&payload[range.end..]);
     Ok(())
 }
 

@@ -23,9 +23,9 @@ use std::path::PathBuf;
 use crate::cli::{self, Output};
 use crate::codec::{self, Frame, FrameKind, RawMap};
 use crate::error::{ErrorKind, StreamError};
-use crate::event::{Packet, Probe, Skb, Tracking};
-use crate::fingerprint::{fingerprint, Fingerprint};
-use crate::journey::{self, encode_str, encode_u64, format_id, Inputs, JourneyId, Record};
+use crate::event::Layer;
+use crate::fingerprint::{fingerprint_parts, Fingerprint};
+use crate::journey::{self, format_id, Inputs, JourneyId, Record};
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -380,11 +380,18 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         hosts: HashMap::new(),
         version: header.version,
         scratch: Vec::new(),
+        tracking: Vec::new(),
         released: 0,
         late: 0,
     };
     let mut heap: BinaryHeap<Reverse<Pending>> = BinaryHeap::new();
-    while let Some(record) = inputs.next_interleaved()? {
+    loop {
+        if inputs.next_may_block() {
+            output.flush()?;
+        }
+        let Some(record) = inputs.next_interleaved()? else {
+            break;
+        };
         heap.push(Reverse(Pending(record)));
         let watermark = inputs.watermark();
         while heap
@@ -435,14 +442,20 @@ struct Stage {
     hosts: HashMap<String, u32>,
     version: (u8, u8),
     scratch: Vec<u8>,
+    /// The `tracking` value being built (reused: no allocation per event).
+    tracking: Vec<u8>,
     released: u64,
     late: u64,
 }
 
 impl Stage {
     fn host_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.hosts.get(name) {
+            return id;
+        }
         let next = self.hosts.len() as u32;
-        *self.hosts.entry(name.to_string()).or_insert(next)
+        self.hosts.insert(name.to_string(), next);
+        next
     }
 
     fn record(
@@ -462,16 +475,19 @@ impl Stage {
                 offset: record.offset,
                 kind: ErrorKind::Corrupt(why),
             };
-            let host_name = event_host(&payload, map)
-                .unwrap_or_else(|| inputs.hosts()[record.host as usize].clone());
-            let host = self.host_id(&host_name);
-            if let Some(tracking) = self
-                .track(&payload, map, record.ts, host)
-                .map_err(corrupt)?
-            {
+            let host = match event_host(&payload, map) {
+                Some(name) => self.host_id(name),
+                None => self.host_id(&inputs.hosts()[record.host as usize]),
+            };
+            let mut tracking = std::mem::take(&mut self.tracking);
+            let changed = self
+                .track(&payload, map, record.ts, host, &mut tracking)
+                .map_err(corrupt)?;
+            if changed {
                 map.with_entry(&payload, "tracking", &tracking, &mut self.scratch);
                 std::mem::swap(&mut payload, &mut self.scratch);
             }
+            self.tracking = tracking;
         }
         let frame = Frame {
             kind: record.kind,
@@ -482,92 +498,177 @@ impl Stage {
         output.forward(&frame, "trail-track")
     }
 
-    /// The new `tracking` value for an event, or `None` to leave the event as it is.
+    /// Writes the new `tracking` value for an event into `out`; false: leave the event as it is.
     fn track(
         &mut self,
         payload: &[u8],
         map: &RawMap,
         ts: u64,
         host: u32,
-    ) -> Result<Option<Vec<u8>>, String> {
-        let tracking = section::<Tracking>(payload, map, "tracking")?;
-        let skb = section::<Skb>(payload, map, "skb")?;
-        let packet = section::<Packet>(payload, map, "packet")?;
-        let probe = section::<Probe>(payload, map, "probe")?;
-        let given = tracking
-            .as_ref()
-            .map(|t| (t.first_seen, t.orig_head))
-            .filter(|&id| id != (0, 0));
-        let already_linked = tracking.as_ref().is_some_and(|t| t.parent.is_some());
+        out: &mut Vec<u8>,
+    ) -> Result<bool, String> {
+        // The few fields tracking needs, read in place: decoding whole sections would cost more
+        // than everything else trail-track does.
+        let tracking = map.get(payload, "tracking");
+        let given = match tracking {
+            Some(t) => Some((
+                uint(t, "tracking", "first_seen")?,
+                uint(t, "tracking", "orig_head")?,
+            ))
+            .filter(|&id| id != (0, 0)),
+            None => None,
+        };
+        let already_linked = match tracking {
+            Some(t) => field(t, "tracking", "parent")?.is_some(),
+            None => false,
+        };
+        let skb = match map.get(payload, "skb") {
+            Some(s) => Some((uint(s, "skb", "addr")?, uint(s, "skb", "head")?)),
+            None => None,
+        };
+        let fp = match map.get(payload, "packet") {
+            Some(p) => packet_fingerprint(p)?,
+            None => None,
+        };
+        let end_of_life = match map.get(payload, "probe") {
+            Some(p) => text(p, "probe", "name")?.is_some_and(crate::sort::is_end_of_life),
+            None => false,
+        };
         let obs = Observation {
             ts,
             host,
-            skb: skb.map(|s| (s.addr, s.head)),
-            fp: packet.as_ref().and_then(fingerprint),
+            skb,
+            fp,
             given,
-            end_of_life: probe.is_some_and(|p| crate::sort::is_end_of_life(&p.name)),
+            end_of_life,
         };
         let Some((id, journey)) = self.tracker.observe(&obs) else {
-            return Ok(None);
+            return Ok(false);
         };
-        let mut set: Vec<(&str, Vec<u8>)> = Vec::new();
+        // The entries to set, their values encoded one after the other in `values`. Writing
+        // into it cannot fail: the longest set takes 9 + 9 + 12 + 34 + 6 bytes.
+        let mut values = [0u8; 128];
+        let mut cursor = &mut values[..];
+        let mut set: [(&str, usize); 5] = [("", 0); 5];
+        let mut count = 0;
+        let mut entry = |key: &'static str, cursor: &mut &mut [u8]| {
+            set[count] = (key, cursor.len());
+            count += 1;
+        };
         if given.is_none() {
-            set.push(("first_seen", encode_u64(id.0)));
-            set.push(("orig_head", encode_u64(id.1)));
             let source = match journey.source {
                 Source::Head => "head",
                 Source::Fingerprint => "fingerprint",
                 Source::Given => "kernel",
             };
-            set.push(("source", encode_str(source)));
+            let _ = rmp::encode::write_uint(&mut cursor, id.0);
+            entry("first_seen", &mut cursor);
+            let _ = rmp::encode::write_uint(&mut cursor, id.1);
+            entry("orig_head", &mut cursor);
+            let _ = rmp::encode::write_str(&mut cursor, source);
+            entry("source", &mut cursor);
         }
-        if !already_linked {
-            if let Some(link) = journey.link {
-                set.push(("parent", encode_str(&format_id(journey.root))));
-                set.push(("link", encode_str(link)));
-            }
+        if let Some(link) = journey.link.filter(|_| !already_linked) {
+            let _ = rmp::encode::write_str(&mut cursor, &format_id(journey.root));
+            entry("parent", &mut cursor);
+            let _ = rmp::encode::write_str(&mut cursor, link);
+            entry("link", &mut cursor);
         }
-        if set.is_empty() {
-            return Ok(None);
+        if count == 0 {
+            return Ok(false);
         }
-        let mut out = Vec::new();
+        // (key, encoded value) of every entry to set.
+        let mut entries: [(&str, &[u8]); 5] = [("", &[]); 5];
+        let mut start = 0;
+        for (slot, &(key, left)) in entries.iter_mut().zip(&set[..count]) {
+            let end = values.len() - left;
+            *slot = (key, &values[start..end]);
+            start = end;
+        }
+        let entries = &entries[..count];
         match map.get(payload, "tracking") {
             Some(existing) => {
                 let existing_map =
                     RawMap::parse(existing).map_err(|why| format!("section tracking: {why}"))?;
-                journey::splice_map(
+                existing_map.splice(
                     existing,
-                    &existing_map,
-                    &mut out,
-                    |key, _| set.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()),
-                    &set,
+                    out,
+                    |key, _, out| match entries.iter().find(|(k, _)| *k == key) {
+                        Some((_, value)) => {
+                            out.extend_from_slice(value);
+                            true
+                        }
+                        None => false,
+                    },
+                    entries,
                 );
             }
             None => {
-                let _ = rmp::encode::write_map_len(&mut out, set.len() as u32);
-                for (key, value) in &set {
-                    let _ = rmp::encode::write_str(&mut out, key);
+                out.clear();
+                let _ = rmp::encode::write_map_len(out, entries.len() as u32);
+                for (key, value) in entries {
+                    let _ = rmp::encode::write_str(out, key);
                     out.extend_from_slice(value);
                 }
             }
         }
-        Ok(Some(out))
+        Ok(true)
     }
 }
 
-fn section<T: serde::de::DeserializeOwned>(
-    payload: &[u8],
-    map: &RawMap,
-    key: &str,
-) -> Result<Option<T>, String> {
-    codec::decode_section(payload, map, key)
-        .transpose()
-        .map_err(|why| format!("section {key}: {why}"))
+/// The encoded value of `key` in the section `section` (named `name` for errors).
+fn field<'p>(section: &'p [u8], name: &str, key: &str) -> Result<Option<&'p [u8]>, String> {
+    codec::map_value(section, key).map_err(|why| format!("section {name}: {why}"))
+}
+
+/// An unsigned integer field; absent is 0, as in the section's type.
+fn uint(section: &[u8], name: &str, key: &str) -> Result<u64, String> {
+    match field(section, name, key)? {
+        None => Ok(0),
+        Some(value) => journey::read_u64(value)
+            .ok_or_else(|| format!("{name}.{key} is not an unsigned integer")),
+    }
+}
+
+/// A string field.
+fn text<'p>(section: &'p [u8], name: &str, key: &str) -> Result<Option<&'p str>, String> {
+    match field(section, name, key)? {
+        None => Ok(None),
+        Some(value) => rmp::decode::read_str_from_slice(value)
+            .map(|(text, _)| Some(text))
+            .map_err(|_| format!("{name}.{key} is not a string")),
+    }
+}
+
+/// The fingerprint of a `packet` section (see [`crate::event::Packet`]), its bytes borrowed.
+fn packet_fingerprint(section: &[u8]) -> Result<Option<Fingerprint>, String> {
+    let data = match field(section, "packet", "data")? {
+        None => &[][..],
+        Some(value) => {
+            let mut rest = value;
+            let len = rmp::decode::read_bin_len(&mut rest)
+                .map_err(|_| "packet.data is not a byte string".to_string())?;
+            rest.get(..len as usize)
+                .ok_or("packet.data runs past its section")?
+        }
+    };
+    let layer = match text(section, "packet", "layer")? {
+        None | Some("l2") => Layer::L2,
+        Some("l3") => Layer::L3,
+        Some(other) => return Err(format!("packet.layer: unknown layer {other:?}")),
+    };
+    let len = uint(section, "packet", "len")?;
+    let linktype = uint(section, "packet", "linktype")?;
+    Ok(fingerprint_parts(
+        data,
+        u32::try_from(len).unwrap_or(u32::MAX),
+        layer,
+        u32::try_from(linktype).map_err(|_| "packet.linktype is out of range".to_string())?,
+    ))
 }
 
 /// `common.host` of an event (set by an earlier merge), if any.
-fn event_host(payload: &[u8], map: &RawMap) -> Option<String> {
+fn event_host<'p>(payload: &'p [u8], map: &RawMap) -> Option<&'p str> {
     let common = map.get(payload, "common")?;
-    let common_map = RawMap::parse(common).ok()?;
-    rmp_serde::from_slice(common_map.get(common, "host")?).ok()
+    text(common, "common", "host").ok().flatten()
 }

@@ -259,6 +259,96 @@ fn sort_window_emits_idle_journeys_before_the_end() {
     assert_eq!(order(&exact).len(), 4);
 }
 
+/// Events decoded from the start of a stream that may still be growing (a live pipe): every
+/// complete event frame, stopping at the first incomplete one.
+fn complete_events(bytes: &[u8]) -> Vec<Event> {
+    let mut reader = trail::codec::Reader::new(bytes, "live");
+    let mut frame = trail::codec::Frame::default();
+    let mut out = Vec::new();
+    while let Ok(true) = reader.next_frame(&mut frame) {
+        if frame.kind == FrameKind::Event {
+            out.push(trail::codec::decode(&frame, "live").expect("event decodes"));
+        }
+    }
+    out
+}
+
+/// A live pipe (`trail-capture | trail-sort | trail-print`): journeys whose window has closed
+/// come out while the input is still open, not at its end (nor after 256 KiB of output).
+#[test]
+fn streaming_sort_and_track_flush_when_input_runs_dry() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let s = 1_000_000_000u64;
+    let packet = |seq: u8| {
+        udp_frame(
+            [10, 0, 0, 1],
+            1000,
+            [10, 0, 0, 2],
+            53,
+            seq.into(),
+            64,
+            &[seq; 8],
+        )
+    };
+    // Journey A at 1 s (two events), then B at 5 s: with a 1 s window, B's arrival closes A's.
+    let mk = |t: u64, id: u64, seq: u8| with_id(event(t, "p", Some(&packet(seq))), id, 1);
+    let sort_input = [mk(s, 1, 1), mk(s + 10, 1, 1), mk(5 * s, 5, 2)];
+    // trail-track: no ids in the input, the same shape (fingerprints give A and B).
+    let plain = |t: u64, seq: u8| event(t, "p", Some(&packet(seq)));
+    let track_input = [plain(s, 1), plain(s + 10, 1), plain(5 * s, 2)];
+    for (tool, events_in) in [("trail-sort", &sort_input), ("trail-track", &track_input)] {
+        let input = stream(&header("trail-capture", "a", 0), events_in);
+        let args: &[&str] = if tool == "trail-sort" {
+            &["--window", "1s"]
+        } else {
+            &["--window", "1s", "--idle", "10s"]
+        };
+        let mut child = Command::new(common::bin(tool))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tool");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&input).expect("write input");
+        stdin.flush().expect("flush input");
+        // Read in a thread; collect bytes until A's two events are there or time runs out.
+        let mut stdout = child.stdout.take().expect("stdout");
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut chunk) {
+                if n == 0 || send.send(chunk[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut got = Vec::new();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match receive.recv_timeout(left) {
+                Ok(bytes) => got.extend_from_slice(&bytes),
+                Err(_) => break,
+            }
+            seen = complete_events(&got);
+        }
+        drop(stdin);
+        let _ = child.wait();
+        let times: Vec<u64> = seen.iter().map(ts).collect();
+        assert_eq!(
+            times,
+            [s, s + 10],
+            "{tool}: journey A must come out while the input is still open"
+        );
+        let ids: Vec<String> = seen.iter().map(|e| tracking(e).id()).collect();
+        assert_eq!(ids[0], ids[1], "{tool}: A's events form one journey");
+    }
+}
+
 #[test]
 fn sort_spills_beyond_memory_and_matches_in_memory_result() {
     // 20 000 events, ~2.5 MB: --memory 64K forces dozens of runs (and intermediate merges).
@@ -614,6 +704,50 @@ fn track_links_vxlan_encap_and_decap() {
     );
 }
 
+/// GRE (with a key) and IP-in-IP around the same packet: each tunnel level is an `encap`, the
+/// bare packet after both a `decap`, all one chain.
+#[test]
+fn track_links_gre_and_ipip_encap() {
+    let inner_ip = ipv4(
+        [10, 2, 0, 1],
+        [10, 2, 0, 2],
+        17,
+        91,
+        64,
+        &udp(3000, 53, b"in a tunnel"),
+    );
+    let mut gre_body = vec![0x20, 0, 0x08, 0x00, 0, 0, 0, 9]; // key present, IPv4, key 9
+    gre_body.extend_from_slice(&inner_ip);
+    let gre = eth(
+        0x0800,
+        &ipv4([172, 16, 1, 1], [172, 16, 1, 2], 47, 5, 64, &gre_body),
+    );
+    let ipip_gre = eth(
+        0x0800,
+        &ipv4([192, 168, 9, 1], [192, 168, 9, 2], 4, 6, 64, &gre[14..]),
+    );
+    let input = stream(
+        &header("trail-from-pcap", "a", 0),
+        &[
+            event(100, "veth0", Some(&eth(0x0800, &inner_ip))),
+            event(110, "gre0", Some(&gre)),
+            event(120, "ipip0", Some(&ipip_gre)),
+            event(130, "veth1", Some(&eth(0x0800, &inner_ip))),
+        ],
+    );
+    let out = events(&run_ok("trail-track", &[], &input));
+    let root = "64-0".to_string();
+    assert_eq!(
+        links(&out),
+        vec![
+            (100, root.clone(), None, None),
+            (110, "6e-0".into(), Some(root.clone()), Some("encap".into())),
+            (120, "78-0".into(), Some(root.clone()), Some("encap".into())),
+            (130, "82-0".into(), Some(root), Some("decap".into())),
+        ]
+    );
+}
+
 #[test]
 fn track_keeps_kernel_ids_and_bytes() {
     let p = udp_frame([10, 0, 0, 1], 1, [10, 0, 0, 2], 2, 3, 64, b"x");
@@ -908,5 +1042,212 @@ fn concatenated_sections_on_other_clocks_are_rebased() {
             ],
             "{args:?}"
         );
+    }
+}
+
+// ---- fixtures from real captures (tests/fixtures/veth.pcap through trail-from-pcap) ----------
+
+fn veth_pcap() -> String {
+    format!("{}/tests/fixtures/veth.pcap", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a Wireshark command-line tool (tshark, editcap, mergecap: installed with tshark, the
+/// oracle of the dissection tests) and asserts it worked.
+fn wireshark_tool(tool: &str, args: &[&str]) {
+    let out = std::process::Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{tool} is needed to build pcap fixtures (apt-get install tshark): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn packet_bytes(e: &Event) -> Vec<u8> {
+    e.packet
+        .as_ref()
+        .expect("imported events carry packets")
+        .data
+        .0
+        .clone()
+}
+
+/// Journeys of a sorted stream, in output order: (journey key, events). The key is the
+/// journey's parent (the root of its chain) or else its own id, as trail-sort groups them.
+fn sorted_journeys(out: &[Event]) -> Vec<(String, Vec<Event>)> {
+    let mut journeys: Vec<(String, Vec<Event>)> = Vec::new();
+    for e in out {
+        let t = tracking(e);
+        let key = t.parent.clone().unwrap_or_else(|| t.id());
+        match journeys.last_mut() {
+            Some((k, events)) if *k == key => events.push(e.clone()),
+            _ => journeys.push((key, vec![e.clone()])),
+        }
+    }
+    journeys
+}
+
+/// The same capture seen on two hosts, the second 200 µs later (editcap's time shift standing
+/// for transit): trail-track links every packet on host b to the same packet on host a, and
+/// trail-sort puts exactly those two sightings in one journey, a's first.
+#[test]
+fn pcap_fixture_seen_on_two_hosts_forms_one_journey_per_packet() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    // IPv4 packets that are all different from each other (checked below), so that "the same
+    // packet" has one answer: not the VLAN-tagged pair (one datagram twice), nor the ICMPv6
+    // multicast reports and solicitations that the kernel repeats byte for byte inside VXLAN.
+    wireshark_tool(
+        "tshark",
+        &[
+            "-r",
+            &veth_pcap(),
+            "-Y",
+            "ip && !vlan && !icmpv6",
+            "-F",
+            "pcap",
+            "-w",
+            &path("a.pcap"),
+        ],
+    );
+    wireshark_tool(
+        "editcap",
+        &["-t", "0.0002", &path("a.pcap"), &path("b.pcap")],
+    );
+    let import = |pcap: &str, host: &str, out: &str| {
+        run_ok(
+            "trail-from-pcap",
+            &["--host", host, &path(pcap), "-o", &path(out)],
+            &[],
+        );
+    };
+    import("a.pcap", "a", "a.trail");
+    import("b.pcap", "b", "b.trail");
+    let tracked = run_ok("trail-track", &[&path("a.trail"), &path("b.trail")], &[]);
+    let (_d, tracked_path) = temp_file("tracked.trail", &tracked);
+    let sorted = events(&run_ok("trail-sort", &[&tracked_path], &[]));
+
+    let a_events = events(&std::fs::read(path("a.trail")).expect("a.trail"));
+    assert!(
+        a_events.len() >= 20,
+        "fixture has {} packets",
+        a_events.len()
+    );
+    let mut distinct: Vec<Vec<u8>> = a_events.iter().map(packet_bytes).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        a_events.len(),
+        "fixture packets are all different"
+    );
+    assert_eq!(
+        sorted.len(),
+        2 * a_events.len(),
+        "every event comes out once"
+    );
+
+    let journeys = sorted_journeys(&sorted);
+    assert_eq!(journeys.len(), a_events.len(), "one journey per packet");
+    for ((key, events), a_event) in journeys.iter().zip(&a_events) {
+        // Journeys by first sighting: host a's packets, in capture order.
+        let hosts: Vec<Option<String>> = events
+            .iter()
+            .map(|e| e.common.as_ref().and_then(|c| c.host.clone()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [None, Some("b".to_string())],
+            "journey {key}: a then b"
+        );
+        assert_eq!(
+            packet_bytes(&events[0]),
+            packet_bytes(a_event),
+            "journey {key}"
+        );
+        assert_eq!(
+            packet_bytes(&events[1]),
+            packet_bytes(a_event),
+            "journey {key}"
+        );
+        assert_eq!(ts(&events[1]) - ts(&events[0]), 200_000, "editcap's shift");
+        let (first, second) = (tracking(&events[0]), tracking(&events[1]));
+        assert_eq!(first.parent, None);
+        assert_eq!(second.parent.as_deref(), Some(first.id().as_str()));
+        assert_eq!(second.link.as_deref(), Some("host"));
+        assert_eq!((first.index, second.index), (Some(0), Some(1)));
+    }
+}
+
+/// VXLAN decapsulation from a real capture: the VXLAN pings of the fixture, and the same
+/// packets 10 µs later with the outer 50 bytes cut off (editcap -C 50: Ethernet, IPv4, UDP,
+/// VXLAN headers), as a capture inside the tunnel would see them. Each inner sighting is linked
+/// to its outer packet as `decap`.
+#[test]
+fn pcap_fixture_vxlan_decap_links_inner_to_outer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    wireshark_tool(
+        "tshark",
+        &[
+            "-r",
+            &veth_pcap(),
+            "-Y",
+            "vxlan && icmp",
+            "-F",
+            "pcap",
+            "-w",
+            &path("outer.pcap"),
+        ],
+    );
+    wireshark_tool(
+        "editcap",
+        &[
+            "-C",
+            "50",
+            "-t",
+            "0.00001",
+            &path("outer.pcap"),
+            &path("inner.pcap"),
+        ],
+    );
+    wireshark_tool(
+        "mergecap",
+        &[
+            "-F",
+            "pcap",
+            "-w",
+            &path("both.pcap"),
+            &path("outer.pcap"),
+            &path("inner.pcap"),
+        ],
+    );
+    let imported = run_ok("trail-from-pcap", &[&path("both.pcap")], &[]);
+    let tracked = run_ok("trail-track", &[], &imported);
+    let sorted = events(&run_ok("trail-sort", &["--exact"], &tracked));
+
+    let outer = events(&run_ok("trail-from-pcap", &[&path("outer.pcap")], &[]));
+    assert_eq!(
+        outer.len(),
+        4,
+        "the fixture's VXLAN pings: 2 requests, 2 replies"
+    );
+    let journeys = sorted_journeys(&sorted);
+    assert_eq!(journeys.len(), outer.len(), "one journey per ping packet");
+    for ((key, events), outer_event) in journeys.iter().zip(&outer) {
+        let bytes: Vec<Vec<u8>> = events.iter().map(packet_bytes).collect();
+        let outer_bytes = packet_bytes(outer_event);
+        assert_eq!(
+            bytes,
+            [outer_bytes.clone(), outer_bytes[50..].to_vec()],
+            "journey {key}"
+        );
+        let (first, second) = (tracking(&events[0]), tracking(&events[1]));
+        assert_eq!(second.parent.as_deref(), Some(first.id().as_str()));
+        assert_eq!(second.link.as_deref(), Some("decap"));
     }
 }

@@ -174,30 +174,73 @@ EOF",
     let sorted = run_ok("trail-sort", &[], &stream);
     let text = String::from_utf8(run_ok("trail-print", &[], &sorted)).expect("utf-8 text");
 
-    // The dropped datagram: xmit in A, receive in B, then kfree_skb NETFILTER_DROP, one journey.
+    // A journey's text runs from its first event's line (which starts with the timestamp) to
+    // the next line that starts a journey; the packet summary is the line under an event.
     let lines: Vec<&str> = text.lines().collect();
-    let dropped_first = lines
-        .iter()
-        .position(|l| l.contains("192.0.2.1.") && l.contains("192.0.2.2.7000"))
-        .map(|i| i - 1)
-        .expect("the dropped datagram is in the text");
-    // A journey's text runs from its first event's line to the next line that starts a journey.
-    let journey_text: Vec<&str> = std::iter::once(lines[dropped_first])
-        .chain(
-            lines[dropped_first + 1..]
-                .iter()
-                .take_while(|l| !l.starts_with(|c: char| c.is_ascii_digit()))
-                .copied(),
-        )
-        .collect();
-    let joined = journey_text.join("\n");
+    let journey_text = |packet: &str| -> String {
+        let first = lines
+            .iter()
+            .position(|l| l.contains("192.0.2.1.") && l.contains(packet))
+            .map(|i| i - 1)
+            .unwrap_or_else(|| panic!("a datagram to {packet} is in the text:\n{text}"));
+        std::iter::once(lines[first])
+            .chain(
+                lines[first + 1..]
+                    .iter()
+                    .take_while(|l| !l.starts_with(|c: char| c.is_ascii_digit()))
+                    .copied(),
+            )
+            .collect::<Vec<&str>>()
+            .join("\n")
+    };
+    // Probes of a journey's text, in order (first event's line, then its `↳` children).
+    let probes_of = |journey: &str| -> Vec<String> {
+        journey
+            .lines()
+            .filter_map(|l| {
+                [
+                    "net:net_dev_start_xmit",
+                    "net:netif_receive_skb",
+                    "skb:kfree_skb",
+                ]
+                .into_iter()
+                .find(|p| l.contains(p))
+                .map(str::to_string)
+            })
+            .collect()
+    };
+
+    // The dropped datagram: xmit in A, receive in B, then kfree_skb NETFILTER_DROP, one journey.
+    let dropped = journey_text("192.0.2.2.7000");
+    assert_eq!(
+        probes_of(&dropped),
+        [
+            "net:net_dev_start_xmit",
+            "net:netif_receive_skb",
+            "skb:kfree_skb"
+        ],
+        "the dropped datagram's journey reads xmit → receive → drop:\n{dropped}"
+    );
     assert!(
-        joined.contains("net:net_dev_start_xmit")
-            && joined.contains("↳")
-            && joined.contains("net:netif_receive_skb")
-            && joined.contains("skb:kfree_skb")
-            && joined.contains("drop (reason NETFILTER_DROP)"),
-        "the dropped datagram's journey reads xmit → receive → drop:\n{joined}"
+        dropped.contains("↳") && dropped.contains("drop (reason NETFILTER_DROP)"),
+        "the drop shows its reason under the journey:\n{dropped}"
+    );
+
+    // The NATed datagram, as printed: one journey that starts with port 5000 (xmit in A) and
+    // goes on, after DNAT, with port 6000 (no socket there: freed with NO_SOCKET).
+    let natted_text = journey_text("192.0.2.2.5000");
+    assert!(
+        natted_text.contains("↳") && natted_text.contains("192.0.2.2.6000"),
+        "the DNATed datagram's journey shows the rewritten port under the original:\n{natted_text}"
+    );
+    assert_eq!(
+        probes_of(&natted_text).first().map(String::as_str),
+        Some("net:net_dev_start_xmit"),
+        "{natted_text}"
+    );
+    assert!(
+        !natted_text.contains("NETFILTER_DROP"),
+        "the NATed datagram is not the dropped one:\n{natted_text}"
     );
 
     // The NATed datagram: its journey shows the packet before and after the rewrite, one id.

@@ -178,6 +178,47 @@ impl BinaryOutput {
     }
 }
 
+/// Where an output path's bytes go.
+pub enum OutputPath {
+    /// A device, FIFO or socket (`/dev/null`, `/dev/stdout`, a named pipe), opened for writing
+    /// in place: renaming a temporary file over it would replace the device itself (as root,
+    /// `-o /dev/null` would leave a regular file at /dev/null).
+    Special(std::fs::File),
+    /// A regular file (existing or not), to be written under a temporary name and renamed to
+    /// this path, which is the symlink's target when the given path is a symlink (so the link
+    /// stays a link).
+    Regular(PathBuf),
+}
+
+/// Decides how `path` is written (see [`OutputPath`]). A directory is an error.
+pub fn output_path(path: &Path) -> anyhow::Result<OutputPath> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        // Nothing there yet (or a dangling link: written as a new file at the link's place).
+        Err(_) => return Ok(OutputPath::Regular(path.to_path_buf())),
+    };
+    if meta.is_dir() {
+        anyhow::bail!(
+            "cannot write output to {}: it is a directory",
+            path.display()
+        );
+    }
+    if !meta.is_file() {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open {} for writing", path.display()))?;
+        return Ok(OutputPath::Special(file));
+    }
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if is_link {
+        let target = std::fs::canonicalize(path)
+            .with_context(|| format!("cannot resolve the link {}", path.display()))?;
+        return Ok(OutputPath::Regular(target));
+    }
+    Ok(OutputPath::Regular(path.to_path_buf()))
+}
+
 /// A plain byte output (for trail streams through [`BinaryOutput`], and for pcap, parquet, ...):
 /// stdout, or a file that appears only when [`RawOutput::finish`] succeeds. The file is written
 /// under a temporary name in the same directory and renamed, so a failed run leaves nothing.
@@ -188,7 +229,8 @@ pub struct RawOutput {
 }
 
 impl RawOutput {
-    /// Opens `path` (through a temporary file in the same directory), or stdout when `None`.
+    /// Opens `path` (through a temporary file in the same directory, or in place for a device
+    /// or FIFO: see [`output_path`]), or stdout when `None`.
     pub fn create(path: Option<&Path>) -> anyhow::Result<RawOutput> {
         let Some(path) = path else {
             return Ok(RawOutput {
@@ -196,6 +238,16 @@ impl RawOutput {
                 pending: None,
             });
         };
+        let path = match output_path(path)? {
+            OutputPath::Special(file) => {
+                return Ok(RawOutput {
+                    inner: Box::new(file),
+                    pending: None,
+                })
+            }
+            OutputPath::Regular(path) => path,
+        };
+        let path = path.as_path();
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),

@@ -840,3 +840,93 @@ fn live_stages_flush_when_their_input_runs_dry() {
         );
     }
 }
+
+/// `-o` onto something that is not a regular file writes into it: renaming a temporary file
+/// over `/dev/null` (as root) or a FIFO would replace it. A symlink stays a link.
+#[test]
+fn output_to_devices_fifos_and_links_writes_in_place() {
+    use std::os::unix::fs::FileTypeExt;
+    let input = fixture("veth.pcap");
+    let expected = run_ok("trail-from-pcap", &[input.as_str()], b"");
+
+    // /dev/null: the command succeeds and /dev/null is still the device.
+    let out = run("trail-from-pcap", &[input.as_str(), "-o", "/dev/null"], b"");
+    let still_device = std::fs::metadata("/dev/null").is_ok_and(|m| m.file_type().is_char_device());
+    if !still_device {
+        // Repair the machine before failing (a regular file at /dev/null breaks everything).
+        let _ = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("rm -f /dev/null && mknod -m 666 /dev/null c 1 3")
+            .status();
+    }
+    assert!(still_device, "/dev/null was replaced");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A FIFO: a reader gets the whole stream, and the FIFO is still a FIFO.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let out = run(
+        "trail-from-pcap",
+        &[input.as_str(), "-o", fifo.to_str().unwrap()],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A writer that renamed a file over the FIFO never opened it, and the reader would wait
+    // for ever: check before joining.
+    assert!(
+        std::fs::metadata(&fifo).is_ok_and(|m| m.file_type().is_fifo()),
+        "the FIFO was replaced by a regular file"
+    );
+    let got = reader.join().unwrap();
+    assert_eq!(strip_pipeline(&got), strip_pipeline(&expected));
+
+    // A symlink: the target gets the stream, the link stays a link.
+    let target = dir.path().join("real.trail");
+    let link = dir.path().join("link.trail");
+    std::fs::write(&target, b"old").unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    run_ok(
+        "trail-from-pcap",
+        &[input.as_str(), "-o", link.to_str().unwrap()],
+        b"",
+    );
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        strip_pipeline(&std::fs::read(&target).unwrap()),
+        strip_pipeline(&expected)
+    );
+
+    // A directory is refused with one line.
+    let out = run(
+        "trail-from-pcap",
+        &[input.as_str(), "-o", dir.path().to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a directory"));
+}
+
+/// The stream's events (headers differ by the command line in their provenance).
+fn strip_pipeline(bytes: &[u8]) -> Vec<Event> {
+    common::events(bytes)
+}

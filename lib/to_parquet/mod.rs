@@ -597,10 +597,13 @@ impl Converter {
         }
         let (out, rename): (Box<dyn Write + Send>, _) = match &self.destination {
             Destination::Stdout => (Box::new(io::stdout()), None),
-            Destination::File(path) => {
-                let (file, temp) = temp_file(path)?;
-                (Box::new(file), Some((temp, path.clone())))
-            }
+            Destination::File(path) => match crate::cli::output_path(path)? {
+                crate::cli::OutputPath::Special(file) => (Box::new(file), None),
+                crate::cli::OutputPath::Regular(path) => {
+                    let (file, temp) = temp_file(&path)?;
+                    (Box::new(file), Some((temp, path)))
+                }
+            },
             Destination::Dataset(root) => {
                 let dir = root.join(&self.partitions[id].dir);
                 std::fs::create_dir_all(&dir)

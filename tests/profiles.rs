@@ -29,7 +29,11 @@ fn list_profiles_shows_shipped_and_user_ones() {
     )
     .unwrap();
     let out = capture(&["--list-profiles"], dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let line = |name: &str| {
         text.lines()
@@ -40,7 +44,10 @@ fn list_profiles_shows_shipped_and_user_ones() {
     assert!(line("generic").contains("(shipped) profiles/generic.yaml"));
     assert!(line("dropmon").contains("1 probes"));
     let mine = line("mine");
-    assert!(mine.contains("my own set") && mine.contains("2 probes"), "{mine}");
+    assert!(
+        mine.contains("my own set") && mine.contains("2 probes"),
+        "{mine}"
+    );
     // The user directory comes first.
     assert!(line("ifdump").contains("overridden here"), "{text}");
 }
@@ -49,8 +56,16 @@ fn list_profiles_shows_shipped_and_user_ones() {
 fn unknown_or_bad_profiles_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("broken.yaml"), "probes: [tp:net:x\n").unwrap();
-    std::fs::write(dir.path().join("typo.yaml"), "prbes:\n  - tp:net:netif_rx\n").unwrap();
-    std::fs::write(dir.path().join("badkind.yaml"), "probes:\n  - zz:net:x:y:z\n").unwrap();
+    std::fs::write(
+        dir.path().join("typo.yaml"),
+        "prbes:\n  - tp:net:netif_rx\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("badkind.yaml"),
+        "probes:\n  - zz:net:x:y:z\n",
+    )
+    .unwrap();
     for (name, expect) in [
         ("no-such-profile", "no profile 'no-such-profile'"),
         ("broken", "profile "),

@@ -520,7 +520,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
                 continue;
             }
-            Err(err) => return Err(err.context(format!("{}", probe.spec()))),
+            Err(err) => return Err(err.context(probe.spec())),
         };
         instance_programs.push((probe.id, programs.clone()));
         instances.insert(probe.id, instance);

@@ -534,7 +534,7 @@ fn resolve_functions(
         if !names.insert(function.name.as_str()) {
             continue;
         }
-        if !function.skb.is_some_and(|pos| pos <= MAX_SKB_POSITION) {
+        if function.skb.is_none_or(|pos| pos > MAX_SKB_POSITION) {
             no_skb += 1;
         } else if traceable(&function.name).is_some_and(|n| n != 1) {
             untraceable += 1;

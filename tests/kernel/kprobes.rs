@@ -318,32 +318,30 @@ fn kernel_release() -> String {
         .to_string()
 }
 
-/// 100k datagrams with function probes on both sides and the tracking end points attached: no
-/// tracking id ever spans two payloads, and nearly every datagram keeps one id end to end.
+/// 100k datagrams with a kprobe in A, an fentry in B, the xmit tracepoint and the tracking end
+/// points attached: no tracking id ever spans two payloads, and nearly every datagram keeps one
+/// id end to end. Under emulation the reader may fall behind: losses are allowed but must be
+/// accounted for, and enough events must arrive for the check to mean something.
 #[test]
 fn flood_tracking_with_function_probes() {
     if !require_function_probes("flood_tracking_with_function_probes") {
         return;
     }
     let pair = Pair::new("kflood");
-    let sent = 100_000;
+    let sent: u64 = 100_000;
     let run = capture(
         &[
             "-v",
             "--snaplen",
             "64",
             "-p",
-            "tp:net:net_dev_start_xmit",
-            "-p",
-            "tp:net:netif_receive_skb",
-            "-p",
             "k:udp_send_skb",
             "-p",
-            "f:ip_rcv",
+            "tp:net:net_dev_start_xmit",
             "-p",
-            "k:udp_rcv",
+            "f:ip_rcv",
         ],
-        &flood_cmd(&pair, sent),
+        &flood_cmd(&pair, sent as u32),
     );
     assert!(
         run.stderr.contains("tracking ends at"),
@@ -365,8 +363,13 @@ fn flood_tracking_with_function_probes() {
         kernel_release()
     ));
     assert!(
-        seen > 3 * sent as usize,
-        "flood events captured: {seen} (lost {})",
+        seen as u64 + run.trailer.lost >= 3 * sent,
+        "every datagram hit three probes: {seen} events + {} lost",
+        run.trailer.lost
+    );
+    assert!(
+        seen as u64 >= sent,
+        "too few flood events to judge: {seen} (lost {})",
         run.trailer.lost
     );
     for (id, seqs) in &payloads_of_id {
@@ -396,7 +399,7 @@ fn measure_kprobe_vs_fentry_cost() {
         return;
     }
     let pair = Pair::new("cost");
-    let count = 20_000;
+    let count = 10_000;
     let functions = [
         "udp_send_skb",
         "ip_output",

@@ -261,6 +261,10 @@ impl Decoder {
                 self.drop_subsystems
                     .get(&subsystem)
                     .cloned()
+                    // Kernels before 6.9 have no subsystem enum: every reason is a core one.
+                    .or_else(|| {
+                        (subsystem == 0 && self.drop_subsystems.is_empty()).then(|| "CORE".into())
+                    })
                     .unwrap_or_else(|| subsystem.to_string()),
             ),
         }

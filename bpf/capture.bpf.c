@@ -105,6 +105,18 @@ struct {
 	__uint(max_entries, 65536);
 } track_skbs SEC(".maps");
 
+/* Index 0: non-zero once the tracking end points (kprobe/fentry on the functions that free skb
+ * heads) are attached. Then a known head is the same packet whatever its bytes look like now
+ * (headers are still being written early on the transmit path): reuse is seen at the free, not
+ * guessed from a changed fingerprint. A map, not rodata: it is set after attaching, and shared
+ * by every instance. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} track_settings SEC(".maps");
+
 /* kretprobe/fexit: records built at function entry, waiting for the return, by (task, probe,
  * nesting depth of that probe's function on the task). The depth matters: on veth a transmit
  * runs the receive softirq inline, so ip_output can be called again (an ICMP error, a reply)
@@ -256,14 +268,16 @@ static __always_inline void track(struct trail_event *ev, __u64 fp, bool frees, 
 	struct trail_track *known;
 	struct trail_track fresh = {};
 	__u64 head = ev->head, addr = ev->skb_addr;
+	__u32 zero = 0, *ends = bpf_map_lookup_elem(&track_settings, &zero);
+	bool trust = ends && *ends;
 
 	known = bpf_map_lookup_elem(&track_heads, &head);
-	if (known && known->fingerprint == fp) {
+	if (known && (known->fingerprint == fp || trust)) {
 		fresh = *known;
 	} else {
 		struct trail_track *by_skb = bpf_map_lookup_elem(&track_skbs, &addr);
 
-		if (!known && by_skb && by_skb->fingerprint == fp) {
+		if (!known && by_skb && (by_skb->fingerprint == fp || trust)) {
 			fresh = *by_skb;
 		} else {
 			fresh.first_seen = ev->timestamp;

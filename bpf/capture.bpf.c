@@ -21,7 +21,7 @@
  * - Kernel functions (kprobe, kretprobe, fentry, fexit) have the same per-position program
  *   families as tracepoints. kretprobe and fexit describe the packet as the function got it:
  *   an entry program (kprobe or fentry on the same function) builds the whole record and parks
- *   it by (task, probe); the return program adds the return value and sends it. Reading the skb
+ *   it by (task, probe, depth); the return program adds the return value and sends it. Reading the skb
  *   at return would see a packet the function may have changed or freed.
  * - Collectors (skb, dev, netns, conntrack, tracking, packet, stack) are compiled in and switched
  *   by `const volatile` configuration, set before load: the verifier then prunes disabled code.
@@ -108,13 +108,28 @@ struct {
 	__uint(max_entries, 65536);
 } track_skbs SEC(".maps");
 
-/* kretprobe/fexit: records built at function entry, waiting for the return, by (task, probe).
- * No BTF value type: user space sets the value size to the record size, like `scratch`. A
- * probed function interrupted on the same task (softirq) by a call to itself overwrites the
- * outer call's record: the outer return then finds none and counts a loss. */
+/* Index 0: non-zero once the tracking end points (kprobe/fentry on the functions that free skb
+ * heads) are attached. Then a known head is the same packet whatever its bytes look like now
+ * (headers are still being written early on the transmit path): reuse is seen at the free, not
+ * guessed from a changed fingerprint. A map, not rodata: it is set after attaching, and shared
+ * by every instance. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} track_settings SEC(".maps");
+
+/* kretprobe/fexit: records built at function entry, waiting for the return, by (task, probe,
+ * nesting depth of that probe's function on the task). The depth matters: on veth a transmit
+ * runs the receive softirq inline, so ip_output can be called again (an ICMP error, a reply)
+ * before the outer call returns, on the same task. Calls on one task return in LIFO order, so
+ * a per-(task, probe) depth counter pairs each return with its entry. No BTF value type for the
+ * records: user space sets the value size to the record size, like `scratch`. */
 struct kret_key {
 	__u64 task;
-	__u64 probe;
+	__u32 probe;
+	__u32 depth;
 };
 
 struct {
@@ -123,6 +138,13 @@ struct {
 	__uint(value_size, sizeof(struct trail_event) + 256 + TRAIL_STACK_BYTES);
 	__uint(max_entries, 1024);
 } kret_pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct kret_key);
+	__type(value, __u32);
+	__uint(max_entries, 16384);
+} kret_depth SEC(".maps");
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -325,14 +347,16 @@ static __always_inline void track(struct trail_event *ev, __u64 fp, bool frees, 
 	struct trail_track *known;
 	struct trail_track fresh = {};
 	__u64 head = ev->head, addr = ev->skb_addr;
+	__u32 zero = 0, *ends = bpf_map_lookup_elem(&track_settings, &zero);
+	bool trust = ends && *ends;
 
 	known = bpf_map_lookup_elem(&track_heads, &head);
-	if (known && known->fingerprint == fp) {
+	if (known && (known->fingerprint == fp || trust)) {
 		fresh = *known;
 	} else {
 		struct trail_track *by_skb = bpf_map_lookup_elem(&track_skbs, &addr);
 
-		if (!known && by_skb && by_skb->fingerprint == fp) {
+		if (!known && by_skb && (by_skb->fingerprint == fp || trust)) {
 			fresh = *by_skb;
 		} else {
 			fresh.first_seen = ev->timestamp;
@@ -480,13 +504,18 @@ static __always_inline bool followed(__u64 addr, struct fp_input *fp)
 	struct trail_track *by_head = bpf_map_lookup_elem(&track_heads, &head);
 	struct trail_track *by_skb = bpf_map_lookup_elem(&track_skbs, &addr);
 
+	__u32 zero = 0, *ends = bpf_map_lookup_elem(&track_settings, &zero);
+	/* Same rule as track(): with every head-freeing end point attached, a known buffer is the
+	 * same packet whatever its bytes. */
+	bool trust = ends && *ends;
+
 	/* Tested one at a time: clang would otherwise OR the two pointers, which the verifier
 	 * refuses. */
-	if (by_head && by_head->fingerprint == fingerprint_once(fp))
+	if (by_head && (trust || by_head->fingerprint == fingerprint_once(fp)))
 		return true;
 	if (!by_skb)
 		return false;
-	return by_skb->fingerprint == fingerprint_once(fp);
+	return trust || by_skb->fingerprint == fingerprint_once(fp);
 }
 
 /*
@@ -540,19 +569,48 @@ static __always_inline __u32 probe_identity(void *ctx)
 	return (__u32)bpf_get_attach_cookie(ctx);
 }
 
-static __always_inline struct kret_key kret_key(void *ctx)
+/* Function entry of a kretprobe/fexit probe: this call's key, one level deeper than the calls
+ * of the same function already running on this task. */
+static __always_inline void kret_push(void *ctx, struct kret_key *key)
 {
-	struct kret_key key = {
+	struct kret_key top = {
 		.task = bpf_get_current_task(),
 		.probe = probe_identity(ctx),
 	};
-	return key;
+	__u32 *depth = bpf_map_lookup_elem(&kret_depth, &top), one = 1;
+
+	*key = top;
+	if (depth) {
+		key->depth = *depth;
+		*depth += 1;
+	} else {
+		bpf_map_update_elem(&kret_depth, &top, &one, BPF_ANY);
+	}
 }
 
-/* `defer`: park the record in kret_pending for the function's return (kretprobe, fexit)
- * instead of sending it. */
+/* Function return: the key of the call that returns (false: no entry was seen). */
+static __always_inline bool kret_pop(void *ctx, struct kret_key *key)
+{
+	struct kret_key top = {
+		.task = bpf_get_current_task(),
+		.probe = probe_identity(ctx),
+	};
+	__u32 *depth = bpf_map_lookup_elem(&kret_depth, &top);
+
+	if (!depth || *depth == 0)
+		return false;
+	*depth -= 1;
+	*key = top;
+	key->depth = *depth;
+	if (*depth == 0)
+		bpf_map_delete_elem(&kret_depth, &top);
+	return true;
+}
+
+/* `park`: keep the record in kret_pending under this key for the function's return (kretprobe,
+ * fexit) instead of sending it; NULL: send it. */
 static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reason, __u32 reason,
-				   bool defer)
+				   struct kret_key *park)
 {
 	__u32 probe = probe_identity(ctx);
 	struct trail_probe_stats *stats;
@@ -722,10 +780,8 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 
 	if (size > record_max)
 		size = record_max;
-	if (defer) {
-		struct kret_key key = kret_key(ctx);
-
-		bpf_map_update_elem(&kret_pending, &key, buf, BPF_ANY);
+	if (park) {
+		bpf_map_update_elem(&kret_pending, park, buf, BPF_ANY);
 	} else {
 		__u64 wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= wakeup_bytes
 				     ? BPF_RB_FORCE_WAKEUP
@@ -743,7 +799,7 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	SEC("raw_tp")                                                                           \
 	int skb_at_##pos(struct bpf_raw_tracepoint_args *ctx)                                  \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)ctx->args[pos], false, 0, false);               \
+		return process(ctx, (struct sk_buff *)ctx->args[pos], false, 0, NULL);               \
 	}
 
 SKB_AT(0)
@@ -760,7 +816,7 @@ SKB_AT(5)
 	int skb_at_##pos##_reason_at_##rpos(struct bpf_raw_tracepoint_args *ctx)               \
 	{                                                                                      \
 		return process(ctx, (struct sk_buff *)ctx->args[pos], true,                    \
-			       (__u32)ctx->args[rpos], false);                                   \
+			       (__u32)ctx->args[rpos], NULL);                                    \
 	}
 
 SKB_AT_REASON_AT(0, 1)
@@ -777,32 +833,32 @@ SKB_AT_REASON_AT(0, 3)
 	SEC("kprobe")                                                                           \
 	int kprobe_skb_at_##pos(struct pt_regs *ctx)                                           \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, false);   \
+		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, NULL);   \
 	}                                                                                      \
 	SEC("kprobe.multi")                                                                     \
 	int kmulti_skb_at_##pos(struct pt_regs *ctx)                                           \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, false);   \
+		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, NULL);   \
 	}                                                                                      \
 	SEC("kprobe")                                                                           \
 	int kret_entry_at_##pos(struct pt_regs *ctx)                                           \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, true);    \
+		return kret_entry(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx));                 \
 	}                                                                                      \
 	SEC("kprobe.multi")                                                                     \
 	int kmulti_ret_entry_at_##pos(struct pt_regs *ctx)                                     \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, true);    \
+		return kret_entry(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx));                 \
 	}                                                                                      \
 	SEC("fentry")                                                                           \
 	int fentry_skb_at_##pos(unsigned long long *ctx)                                       \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, false);               \
+		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, NULL);               \
 	}                                                                                      \
 	SEC("fentry")                                                                           \
 	int fexit_entry_at_##pos(unsigned long long *ctx)                                      \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, true);                \
+		return kret_entry(ctx, (struct sk_buff *)ctx[pos]);                             \
 	}                                                                                      \
 	SEC("kprobe")                                                                           \
 	int kprobe_track_end_at_##pos(struct pt_regs *ctx)                                     \
@@ -815,26 +871,36 @@ SKB_AT_REASON_AT(0, 3)
 		return track_end(ctx, (struct sk_buff *)ctx[pos]);                              \
 	}
 
+/* The entry half of kretprobe and fexit probes. The depth is pushed whatever process() then
+ * does (a filter may drop the packet), so that the return pops the same level. */
+static __always_inline int kret_entry(void *ctx, struct sk_buff *skb)
+{
+	struct kret_key key = {};
+
+	kret_push(ctx, &key);
+	return process(ctx, skb, false, 0, &key);
+}
+
 /* The return half of kretprobe and fexit probes: the parked record, with the return value. */
 static __always_inline int complete(void *ctx, __s64 retval)
 {
-	struct kret_key key = kret_key(ctx);
-	__u32 probe = key.probe, size;
-	__u64 wake;
-	struct trail_probe_stats *stats = bpf_map_lookup_elem(&probe_stats, &probe);
-	struct trail_event *ev = bpf_map_lookup_elem(&kret_pending, &key);
+	struct kret_key key = {};
+	__u32 probe = probe_identity(ctx);
+	/* 64-bit: a 32-bit size gets zero-extended in a register copy the clamp does not cover. */
+	__u64 size, wake;
+	struct trail_probe_stats *stats;
+	struct trail_event *ev;
 
-	if (!stats)
+	if (!kret_pop(ctx, &key))
 		return 0;
-	if (!ev) {
-		/* Its record was overwritten or evicted (see kret_pending): the entry counted the
-		 * hit, this counts the loss. */
-		count_lost(stats);
+	stats = bpf_map_lookup_elem(&probe_stats, &probe);
+	ev = bpf_map_lookup_elem(&kret_pending, &key);
+	if (!stats || !ev)
+		/* No record: the entry emitted none (filtered out, or a loss it counted). */
 		return 0;
-	}
 	ev->flags |= TRAIL_F_RETVAL;
 	ev->retval = retval;
-	size = sizeof(*ev) + ev->caplen + ev->stack_bytes;
+	size = (__u64)sizeof(*ev) + ev->caplen + ev->stack_bytes;
 	wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= wakeup_bytes
 		       ? BPF_RB_FORCE_WAKEUP
 		       : BPF_RB_NO_WAKEUP;

@@ -28,10 +28,16 @@ pub struct Function {
     pub args: usize,
     /// Position of the first `struct sk_buff *` parameter.
     pub skb: Option<usize>,
+    /// The return type: bytes (0 for void) and signedness, to read the 64-bit return register
+    /// as the function's C type (an `int` -1 comes back as 0xffffffff).
+    pub ret: (u8, bool),
 }
 
 // BTF kinds (include/uapi/linux/btf.h).
+const KIND_INT: u32 = 1;
 const KIND_PTR: u32 = 2;
+const KIND_ENUM: u32 = 6;
+const KIND_ENUM64: u32 = 19;
 const KIND_STRUCT: u32 = 4;
 const KIND_TYPEDEF: u32 = 8;
 const KIND_VOLATILE: u32 = 9;
@@ -119,13 +125,36 @@ impl RawBtf {
         )
     }
 
+    /// (bytes, signed) of a return type; (0, false) for void, (8, false) when unknown.
+    fn value_type(&self, id: u32) -> (u8, bool) {
+        if id == 0 {
+            return (0, false);
+        }
+        let Some((kind, _, _, size, ty)) = self.resolve(id).and_then(|id| self.get(id)) else {
+            return (8, false);
+        };
+        match kind {
+            KIND_INT => {
+                // SAFETY: an INT type is followed by one u32 (encoding, offset, bits).
+                let encoding = unsafe { *ty.add(1).cast::<u32>() } >> 24;
+                (size.min(8) as u8, encoding & 1 != 0)
+            }
+            KIND_ENUM | KIND_ENUM64 => {
+                // SAFETY: `ty` is a valid btf_type (see `get`).
+                let kflag = unsafe { (*ty).info } >> 31 != 0;
+                (size.min(8) as u8, kflag)
+            }
+            _ => (8, false),
+        }
+    }
+
     /// Functions with ids in `from..count()`.
     fn functions(&self, from: u32, module: Option<&str>, out: &mut Vec<Function>) {
         for id in from..self.count() {
             let Some((KIND_FUNC, _, name, proto, _)) = self.get(id) else {
                 continue;
             };
-            let Some((KIND_FUNC_PROTO, vlen, _, _, ty)) = self.get(proto) else {
+            let Some((KIND_FUNC_PROTO, vlen, _, ret_type, ty)) = self.get(proto) else {
                 continue;
             };
             // SAFETY: a FUNC_PROTO is followed by `vlen` btf_param entries in the BTF data.
@@ -143,6 +172,7 @@ impl RawBtf {
                 btf_id: id,
                 args,
                 skb,
+                ret: self.value_type(ret_type),
             });
         }
     }

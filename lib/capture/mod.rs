@@ -418,6 +418,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Err(UsageError("--count must be at least 1".into()).into());
     }
     kernel::check_privileges()?;
+    // Early: a SIGINT while loading (seconds on a slow machine) is a clean stop too.
+    install_signal_handlers();
     let btf = probe::kernel_btf()?;
     let all = probe::tracepoints(&btf)?;
     if all.iter().all(|tp| tp.group.is_empty()) {
@@ -623,6 +625,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ),
         Ok(_) => {}
     }
+    // Tracking trusts a known head only when every head-freeing end point is attached.
+    let head_ends: Vec<&Probe> = probes
+        .iter()
+        .filter(|p| p.track_end & PROBE_END_HEAD != 0)
+        .collect();
+    let trusted = !head_ends.is_empty()
+        && head_ends
+            .iter()
+            .all(|p| !report.skipped.contains(&p.spec()));
+    if trusted {
+        skel.maps
+            .track_settings
+            .update(&0u32.to_ne_bytes(), &1u32.to_ne_bytes(), MapFlags::ANY)
+            .context("cannot configure tracking")?;
+    }
     if args.verbose {
         eprintln!("trail-capture: kernel: {}", features.describe());
         eprintln!(
@@ -646,7 +663,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("trail-capture: kprobe-multi failed, attached one by one: {why}");
         }
         if !internal.is_empty() {
-            eprintln!("trail-capture: tracking ends at {}", internal.join(", "));
+            eprintln!(
+                "trail-capture: tracking ends at {}{}",
+                internal.join(", "),
+                if trusted {
+                    ""
+                } else {
+                    " (not all attached: reuse guessed from bytes)"
+                }
+            );
         }
     }
     let probes: Vec<Probe> = probes;
@@ -684,7 +709,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sink.output.flush()?;
     }
 
-    install_signal_handlers();
     let mut child = match &args.cmd {
         Some(cmd) => Some(spawn(cmd, args.output.is_none() && !text)?),
         None => None,

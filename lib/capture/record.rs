@@ -46,6 +46,8 @@ unsafe impl plain::Plain for super::bpf::types::trail_probe_stats {}
 pub struct Decoder {
     /// Probe sections by probe id.
     probes: Vec<ProbeSection>,
+    /// Return type (bytes, signed) by probe id, for kretprobe/fexit return values.
+    returns: Vec<(u8, bool)>,
     drop_reasons: BTreeMap<u64, String>,
     drop_subsystems: BTreeMap<u64, String>,
     tcp_states: BTreeMap<u64, String>,
@@ -66,6 +68,13 @@ impl Decoder {
                 .map(|p| ProbeSection {
                     kind: p.kind,
                     name: p.name(),
+                })
+                .collect(),
+            returns: probes
+                .iter()
+                .map(|p| match &p.target {
+                    super::probe::Target::Function(f) => f.ret,
+                    super::probe::Target::Tracepoint(_) => (8, true),
                 })
                 .collect(),
             drop_reasons,
@@ -179,7 +188,12 @@ impl Decoder {
             });
         }
         if flags & F_RETVAL != 0 {
-            event.retval = Some(raw.retval);
+            let ret = self
+                .returns
+                .get(raw.probe_id as usize)
+                .copied()
+                .unwrap_or((8, true));
+            event.retval = Some(return_value(raw.retval, ret));
         }
         if flags & F_CT != 0 {
             event.ct = Some(self.conntrack(&raw));
@@ -247,6 +261,10 @@ impl Decoder {
                 self.drop_subsystems
                     .get(&subsystem)
                     .cloned()
+                    // Kernels before 6.9 have no subsystem enum: every reason is a core one.
+                    .or_else(|| {
+                        (subsystem == 0 && self.drop_subsystems.is_empty()).then(|| "CORE".into())
+                    })
                     .unwrap_or_else(|| subsystem.to_string()),
             ),
         }
@@ -278,6 +296,20 @@ impl Decoder {
             reply: tuple(&raw.ct_reply),
             proto_state,
         }
+    }
+}
+
+/// The 64-bit return register read as the function's C return type.
+pub fn return_value(register: i64, (bytes, signed): (u8, bool)) -> i64 {
+    let bits = u32::from(bytes) * 8;
+    if bits == 0 || bits >= 64 {
+        return register;
+    }
+    let shift = 64 - bits;
+    if signed {
+        (register << shift) >> shift
+    } else {
+        ((register as u64) << shift >> shift) as i64
     }
 }
 
@@ -413,6 +445,16 @@ mod tests {
             ("new", "192.0.2.1", Some(40000), Some(7777))
         );
         assert!(event.skb.is_none() && event.netns.is_none() && event.stack.is_none());
+    }
+
+    #[test]
+    fn return_values_take_the_function_type() {
+        assert_eq!(return_value(0xffff_ffff, (4, true)), -1);
+        assert_eq!(return_value(0xffff_ffff, (4, false)), 0xffff_ffff);
+        assert_eq!(return_value(0x1_0000_0001, (4, true)), 1);
+        assert_eq!(return_value(0x101, (1, false)), 1);
+        assert_eq!(return_value(-5, (8, true)), -5);
+        assert_eq!(return_value(7, (0, false)), 7);
     }
 
     #[test]

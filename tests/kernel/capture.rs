@@ -555,7 +555,8 @@ pub fn capture_programs() -> BTreeSet<u32> {
 
 /// Waits until trail-capture has attached (its programs show up); returns their ids.
 fn wait_for_programs(before: &BTreeSet<u32>) -> BTreeSet<u32> {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Generous: under emulation (make test-vm) loading takes tens of seconds.
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let now: BTreeSet<u32> = capture_programs().difference(before).copied().collect();
         if !now.is_empty() {

@@ -284,12 +284,15 @@ fn wildcard_attaches_a_hundred_functions() {
         .and_then(|s| s.split(" ms").next())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("-v reports the attach time: {}", run.stderr));
-    let method =
-        if run.stderr.contains("kprobe-multi") && !run.stderr.contains("kprobe-multi failed") {
-            "kprobe-multi"
-        } else {
-            "kprobe"
-        };
+    // "attached in X ms (N kprobe-multi, ...)": how they were attached.
+    let method = run
+        .stderr
+        .split("attached in ")
+        .nth(1)
+        .and_then(|s| s.split('(').nth(1))
+        .and_then(|s| s.split(')').next())
+        .unwrap_or("?")
+        .to_string();
     measure(format!(
         "wildcard: {attached} functions attached in {attach_ms:.0} ms ({method}); whole capture {:.1} s; kernel {}",
         wall.as_secs_f64(),
@@ -299,16 +302,22 @@ fn wildcard_attaches_a_hundred_functions() {
         attach_ms < 60_000.0,
         "attaching {attached} functions took {attach_ms} ms"
     );
+    // TCP data sits in page fragments, which captures do not read: recognise the connection
+    // by its destination port in the TCP header of B's events (the namespace is new, so every
+    // TCP segment in it is ours).
     let ns_b = Pair::inum(&pair.b);
     let hit: BTreeSet<&str> = run
         .events
         .iter()
-        .filter(|e| inum(e) == ns_b && contains(data(e), b"trail-wildcard-tcp"))
+        .filter(|e| inum(e) == ns_b && contains(data(e), &8081u16.to_be_bytes()))
         .map(probe_name)
         .collect();
     assert!(
         hit.contains("tcp_v4_rcv") && hit.contains("ip_rcv"),
-        "the TCP segment crossed tcp_v4_rcv and ip_rcv: {hit:?}"
+        "the TCP segments crossed tcp_v4_rcv and ip_rcv in B ({ns_b}): {hit:?}; {} events, {} lost; stderr: {}",
+        run.events.len(),
+        run.trailer.lost,
+        run.stderr
     );
 }
 
@@ -318,32 +327,30 @@ fn kernel_release() -> String {
         .to_string()
 }
 
-/// 100k datagrams with function probes on both sides and the tracking end points attached: no
-/// tracking id ever spans two payloads, and nearly every datagram keeps one id end to end.
+/// 100k datagrams with a kprobe in A, an fentry in B, the xmit tracepoint and the tracking end
+/// points attached: no tracking id ever spans two payloads, and nearly every datagram keeps one
+/// id end to end. Under emulation the reader may fall behind: losses are allowed but must be
+/// accounted for, and enough events must arrive for the check to mean something.
 #[test]
 fn flood_tracking_with_function_probes() {
     if !require_function_probes("flood_tracking_with_function_probes") {
         return;
     }
     let pair = Pair::new("kflood");
-    let sent = 100_000;
+    let sent: u64 = 100_000;
     let run = capture(
         &[
             "-v",
             "--snaplen",
             "64",
             "-p",
-            "tp:net:net_dev_start_xmit",
-            "-p",
-            "tp:net:netif_receive_skb",
-            "-p",
             "k:udp_send_skb",
             "-p",
-            "f:ip_rcv",
+            "tp:net:net_dev_start_xmit",
             "-p",
-            "k:udp_rcv",
+            "f:ip_rcv",
         ],
-        &flood_cmd(&pair, sent),
+        &flood_cmd(&pair, sent as u32),
     );
     assert!(
         run.stderr.contains("tracking ends at"),
@@ -365,8 +372,13 @@ fn flood_tracking_with_function_probes() {
         kernel_release()
     ));
     assert!(
-        seen > 3 * sent as usize,
-        "flood events captured: {seen} (lost {})",
+        seen as u64 + run.trailer.lost >= 3 * sent,
+        "every datagram hit three probes: {seen} events + {} lost",
+        run.trailer.lost
+    );
+    assert!(
+        seen as u64 >= sent,
+        "too few flood events to judge: {seen} (lost {})",
         run.trailer.lost
     );
     for (id, seqs) in &payloads_of_id {
@@ -396,7 +408,7 @@ fn measure_kprobe_vs_fentry_cost() {
         return;
     }
     let pair = Pair::new("cost");
-    let count = 20_000;
+    let count = 10_000;
     let functions = [
         "udp_send_skb",
         "ip_output",
@@ -468,4 +480,50 @@ fn measure_kprobe_vs_fentry_cost() {
         ck / cf.max(1.0),
         kernel_release()
     ));
+}
+
+/// Functions of a module come from the module's split BTF: openvswitch's
+/// `ovs_dp_process_packet` (skb first) is listed with its module, and kprobe and fentry attach
+/// to it.
+#[test]
+fn module_functions_are_probes() {
+    if !require_function_probes("module_functions_are_probes") {
+        return;
+    }
+    let loaded = std::process::Command::new("modprobe")
+        .arg("openvswitch")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !loaded {
+        assert!(!in_vm_lane(), "the VM kernels have the openvswitch module");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED module_functions_are_probes: no openvswitch module here"
+        );
+        return;
+    }
+    let listed = std::process::Command::new(super::common::bin("trail-capture"))
+        .args(["--list-probes", "k:ovs_dp_process_*"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("k:ovs_dp_process_packet  (skb arg 0, module openvswitch)"),
+        "{listed}"
+    );
+    let run = capture(
+        &[
+            "-v",
+            "-p",
+            "k:ovs_dp_process_packet",
+            "-p",
+            "f:ovs_dp_process_packet",
+        ],
+        "true",
+    );
+    assert_eq!(
+        run.header.probes,
+        ["k:ovs_dp_process_packet", "f:ovs_dp_process_packet"]
+    );
+    assert!(run.stderr.contains("1 fentry"), "{}", run.stderr);
 }

@@ -11,8 +11,12 @@ cd "$root"
 kernels=$(tests/vm/setup.sh)
 venv=${TRAIL_VM_VENV:-$root/target/vm/venv}
 export PATH=$venv/bin:$PATH
-# The kernel test binary (and the trail-* binaries it runs), built once on the host.
-bin=$(cargo test --test kernel --no-run --message-format=json 2>/dev/null |
+# The kernel test binary (and the trail-* binaries it runs), built once on the host. Release
+# by default: under emulation a debug trail-capture cannot keep up with a flood's events
+# (measured: most of them lost), and decoding them in the test binary takes minutes.
+profile=()
+[ "${TRAIL_VM_PROFILE:-release}" = release ] && profile=(--release)
+bin=$(cargo test "${profile[@]}" --test kernel --no-run --message-format=json 2>/dev/null |
 	jq -r 'select(.reason == "compiler-artifact" and .target.name == "kernel" and .executable != null) | .executable' | tail -1)
 [ -x "$bin" ] || { echo "test-vm: cannot build the kernel test binary" >&2; exit 1; }
 failed=0

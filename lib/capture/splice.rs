@@ -374,6 +374,13 @@ mod tests {
     fn mov(k: i32) -> Insn {
         Insn::alu32_imm(ebpf::MOV, 0, k)
     }
+    /// Func info records from (instruction offset, BTF type id) pairs.
+    fn funcs(pairs: &[(u32, u32)]) -> Vec<FuncInfo> {
+        pairs
+            .iter()
+            .map(|&(insn_off, type_id)| FuncInfo { insn_off, type_id })
+            .collect()
+    }
     fn line(off: u32, tag: u32) -> Vec<u8> {
         let mut v = off.to_ne_bytes().to_vec();
         v.extend_from_slice(&tag.to_ne_bytes());
@@ -392,20 +399,7 @@ mod tests {
             mov(7),       // 5 g
             Insn::exit(), // 6
         ];
-        let funcs = [
-            FuncInfo {
-                insn_off: 0,
-                type_id: 10,
-            },
-            FuncInfo {
-                insn_off: 3,
-                type_id: 11,
-            },
-            FuncInfo {
-                insn_off: 5,
-                type_id: 12,
-            },
-        ];
+        let funcs = funcs(&[(0, 10), (3, 11), (5, 12)]);
         let lines: Vec<u8> = [line(0, 100), line(3, 101), line(4, 102), line(5, 103)].concat();
         let body = vec![mov(2), mov(3), mov(4), Insn::exit()];
         let bodies = HashMap::from([(11, body.clone())]);
@@ -425,16 +419,7 @@ mod tests {
     #[test]
     fn untouched_without_bodies() {
         let insns = vec![call(1), Insn::exit(), mov(1), Insn::exit()];
-        let funcs = [
-            FuncInfo {
-                insn_off: 0,
-                type_id: 1,
-            },
-            FuncInfo {
-                insn_off: 2,
-                type_id: 2,
-            },
-        ];
+        let funcs = funcs(&[(0, 1), (2, 2)]);
         let out = splice(&insns, &funcs, &[], 8, &HashMap::new()).unwrap();
         assert_eq!(out.insns, insns);
     }
@@ -442,16 +427,7 @@ mod tests {
     #[test]
     fn a_call_into_a_replaced_body_is_refused() {
         let insns = vec![call(3), Insn::exit(), mov(1), mov(1), Insn::exit()];
-        let funcs = [
-            FuncInfo {
-                insn_off: 0,
-                type_id: 1,
-            },
-            FuncInfo {
-                insn_off: 2,
-                type_id: 2,
-            },
-        ];
+        let funcs = funcs(&[(0, 1), (2, 2)]);
         let bodies = HashMap::from([(2, vec![mov(0), Insn::exit()])]);
         assert_eq!(
             splice(&insns, &funcs, &[], 8, &bodies),

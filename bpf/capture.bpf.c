@@ -12,6 +12,13 @@
  *   largest context offset and the kernel refuses to attach the program to a tracepoint with
  *   fewer arguments: a wrong position found in BTF cannot read past the argument array.
  *   User space enables (autoload) only the positions it needs.
+ * - Paged skb data is the exception: only a trusted skb pointer (tp_btf) can make a skb dynptr
+ *   that reads fragments (read_paged), so where the kernel allows it tracepoints use the tp_btf
+ *   twins of the raw_tp programs, one instance per tracepoint, loaded in parallel.
+ * - Verification cost is startup time (one verification per instance). The pieces that branch
+ *   most (fingerprint, tracking, conntrack) are global functions, which the verifier checks once
+ *   on their own instead of once per path through process(): 60k processed instructions became
+ *   11k. Their arguments are scalars or a pointer to the record, as global functions require.
  * - The probe identity travels as the BPF cookie of each attachment (`bpf_get_attach_cookie`;
  *   kprobe cookies exist since 5.15, raw_tp ones since 6.10). Where there is no cookie (raw_tp
  *   before 6.10) or one load per target is needed anyway (fentry/fexit: the target function is
@@ -241,9 +248,11 @@ static __always_inline __u32 tunnel_inner(unsigned char *head, __u32 at, __u8 *l
  * decapsulation keep its identity. Non-IP packets: protocol, length and first bytes from the
  * MAC header.
  */
-static __always_inline __u64 fingerprint(unsigned char *head, unsigned char *data, __u16 mac,
-					 __u16 net, __u16 protocol, __u32 len)
+__noinline __u64 trail_fingerprint(__u64 head_addr, __u64 data_addr, __u32 mac_net,
+				   __u32 protocol, __u32 len)
 {
+	unsigned char *head = (unsigned char *)head_addr, *data = (unsigned char *)data_addr;
+	__u16 mac = mac_net >> 16, net = mac_net & 0xffff;
 	__u64 h = 0xcbf29ce484222325ULL;
 	__u8 l3[40] = {};
 	__u8 l4[24] = {};
@@ -342,13 +351,18 @@ other:
  * (or a clone); a known head with another fingerprint is a reused buffer: new id. An unknown
  * head on a known skb with the same fingerprint is a head reallocation: keep the id.
  */
-static __always_inline void track(struct trail_event *ev, __u64 fp, bool frees, __u32 dataref)
+__noinline int trail_assign_id(struct trail_event *ev, __u64 fp, __u32 frees, __u32 dataref)
 {
 	struct trail_track *known;
 	struct trail_track fresh = {};
-	__u64 head = ev->head, addr = ev->skb_addr;
+	__u64 head, addr;
 	__u32 zero = 0, *ends = bpf_map_lookup_elem(&track_settings, &zero);
 	bool trust = ends && *ends;
+
+	if (!ev)
+		return 0;
+	head = ev->head;
+	addr = ev->skb_addr;
 
 	known = bpf_map_lookup_elem(&track_heads, &head);
 	if (known && (known->fingerprint == fp || trust)) {
@@ -380,6 +394,7 @@ static __always_inline void track(struct trail_event *ev, __u64 fp, bool frees, 
 	} else {
 		bpf_map_update_elem(&track_skbs, &addr, &fresh, BPF_ANY);
 	}
+	return 0;
 }
 
 static __always_inline void read_tuple(struct trail_ct_tuple *out, struct nf_conntrack_tuple *t)
@@ -392,18 +407,23 @@ static __always_inline void read_tuple(struct trail_ct_tuple *out, struct nf_con
 	out->proto = BPF_CORE_READ(t, dst.protonum);
 }
 
-static __always_inline void collect_ct(struct trail_event *ev, struct sk_buff *skb)
+__noinline int trail_collect_ct(struct trail_event *ev, __u64 skb_addr)
 {
-	unsigned long nfct = BPF_CORE_READ(skb, _nfct);
-	struct nf_conn *ct = (struct nf_conn *)(nfct & ~7UL);
+	struct sk_buff *skb = (struct sk_buff *)skb_addr;
+	unsigned long nfct;
+	struct nf_conn *ct;
 
+	if (!ev)
+		return 0;
+	nfct = BPF_CORE_READ(skb, _nfct);
+	ct = (struct nf_conn *)(nfct & ~7UL);
 	if (!nfct)
-		return;
+		return 0;
 	ev->ct_info = nfct & 7;
 	if (!ct) {
 		if (ev->ct_info == IP_CT_UNTRACKED)
 			ev->flags |= TRAIL_F_UNTRACKED;
-		return;
+		return 0;
 	}
 	ev->flags |= TRAIL_F_CT;
 	ev->ct_status = BPF_CORE_READ(ct, status);
@@ -415,6 +435,7 @@ static __always_inline void collect_ct(struct trail_event *ev, struct sk_buff *s
 	read_tuple(&ev->ct_reply, &ct->tuplehash[1].tuple);
 	if (ev->ct_orig.proto == 6)
 		ev->ct_proto_state = BPF_CORE_READ(ct, proto.tcp.state);
+	return 0;
 }
 
 static __always_inline void collect_netns(struct trail_event *ev, struct sk_buff *skb,
@@ -489,7 +510,8 @@ struct fp_input {
 static __always_inline __u64 fingerprint_once(struct fp_input *in)
 {
 	if (!in->done) {
-		in->value = fingerprint(in->head, in->data, in->mac, in->net, in->protocol, in->len);
+		in->value = trail_fingerprint((__u64)in->head, (__u64)in->data,
+					      ((__u32)in->mac << 16) | in->net, in->protocol, in->len);
 		in->done = true;
 	}
 	return in->value;
@@ -505,7 +527,7 @@ static __always_inline bool followed(__u64 addr, struct fp_input *fp)
 	struct trail_track *by_skb = bpf_map_lookup_elem(&track_skbs, &addr);
 
 	__u32 zero = 0, *ends = bpf_map_lookup_elem(&track_settings, &zero);
-	/* Same rule as track(): with every head-freeing end point attached, a known buffer is the
+	/* Same rule as trail_assign_id(): with every head-freeing end point attached, a known buffer is the
 	 * same packet whatever its bytes. */
 	bool trust = ends && *ends;
 
@@ -607,10 +629,60 @@ static __always_inline bool kret_pop(void *ctx, struct kret_key *key)
 	return true;
 }
 
+/* Paged skb data (tp_btf programs only). A kfunc; the verifier allows it in tp_btf programs on
+ * recent kernels only, which user space measures before choosing tp_btf (functions.rs). Weak, so
+ * that the object loads where the kfunc does not exist. */
+extern int bpf_dynptr_from_skb(struct __sk_buff *skb, __u64 flags,
+			       struct bpf_dynptr *ptr) __ksym __weak;
+
+/* At most this many bytes before skb->data (the L2 header on receive) are read from the linear
+ * head by read_paged. Not above TRAIL_STACK_BYTES: the record buffer's room for the stack is
+ * what bounds, for the verifier, a copy starting this far in. */
+#define TRAIL_PAGED_BEFORE_MAX 128
+
+/* Copies the packet from `start` (in the linear head) into `dst`, at most `snaplen` bytes,
+ * paged fragments included: the bytes before skb->data from the head, the rest through a skb
+ * dynptr (which walks the fragments). Returns the bytes copied, or 0 if it could not, and the
+ * caller then copies the linear part. `len` is skb->len, counted from `data`. */
+static __always_inline __u64 read_paged(struct sk_buff *skb, unsigned char *start,
+					unsigned char *data, __u32 len, void *dst)
+{
+	struct bpf_dynptr ptr;
+	__u64 before = 0, skip = 0, n;
+
+	if (start < data)
+		before = data - start;
+	else
+		skip = start - data;
+	if (before > TRAIL_PAGED_BEFORE_MAX || skip >= len)
+		return 0;
+	if (before > snaplen)
+		before = snaplen;
+	/* Separate instructions: the verifier must see before <= the max and n <= snaplen. */
+	barrier_var(before);
+	if (before > TRAIL_PAGED_BEFORE_MAX)
+		return 0;
+	if (before && bpf_probe_read_kernel(dst, before, start))
+		return 0;
+	n = len - skip;
+	if (n > snaplen - before)
+		n = snaplen - before;
+	barrier_var(n);
+	if (n > snaplen)
+		return 0;
+	if (bpf_dynptr_from_skb((struct __sk_buff *)skb, 0, &ptr))
+		return 0;
+	if (n && bpf_dynptr_read(dst + before, n, &ptr, skip, 0))
+		return 0;
+	return before + n;
+}
+
 /* `park`: keep the record in kret_pending under this key for the function's return (kretprobe,
- * fexit) instead of sending it; NULL: send it. */
+ * fexit) instead of sending it; NULL: send it. `paged`: `skb` is a trusted pointer (tp_btf) and
+ * paged data is read through a dynptr (read_paged); a constant at each call site, so the other
+ * program families carry no kfunc call. */
 static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reason, __u32 reason,
-				   struct kret_key *park)
+				   struct kret_key *park, bool paged)
 {
 	__u32 probe = probe_identity(ctx);
 	struct trail_probe_stats *stats;
@@ -619,7 +691,9 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	struct skb_shared_info *shinfo;
 	struct net_device *dev;
 	unsigned char *head, *data, *start = NULL;
-	__u32 *level, slot, size, caplen = 0, flags = 0, dataref = 0, len, data_len;
+	__u32 *level, slot, caplen = 0, flags = 0, dataref = 0, len, data_len;
+	/* 64-bit: a 32-bit size gets zero-extended in a register copy the clamps do not cover. */
+	__u64 size;
 	__u16 mac, net, protocol, dev_type;
 	struct fp_input fp_in = {};
 	__u64 pid_tgid, linear = 0;
@@ -744,9 +818,11 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 		ev->drop_reason = reason;
 	}
 	if (collectors & TRAIL_C_CT)
-		collect_ct(ev, skb);
+		/* The address as stored: a scalar, which a global function takes (skb itself may be a
+		 * trusted pointer). */
+		trail_collect_ct(ev, ev->skb_addr);
 	if (collectors & TRAIL_C_TRACKING)
-		track(ev, fingerprint_once(&fp_in), frees, dataref);
+		trail_assign_id(ev, fingerprint_once(&fp_in), frees, dataref);
 
 	if (collectors & TRAIL_C_PACKET) {
 		if (l3)
@@ -757,10 +833,23 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 		if (linear > snaplen)
 			linear = snaplen;
 		barrier_var(linear);
-		caplen = linear;
-		/* Paged data is not read: page_address() needs kernel data symbols (see docs). */
-		if (caplen && bpf_probe_read_kernel(buf + sizeof(*ev), caplen, start))
-			caplen = 0;
+		/* Beyond the linear part only through a dynptr (tp_btf): other program types have
+		 * no way to map a fragment's page (page_address() needs kernel data symbols). */
+		if (paged && linear < (__u64)pkt_len && linear < snaplen) {
+			__u64 copied = read_paged(skb, start, data, len, buf + sizeof(*ev));
+
+			/* Never true; tells the verifier what read_paged guarantees. */
+			barrier_var(copied);
+			if (copied > snaplen)
+				copied = 0;
+			barrier_var(copied);
+			caplen = copied;
+		}
+		if (!caplen) {
+			caplen = linear;
+			if (caplen && bpf_probe_read_kernel(buf + sizeof(*ev), caplen, start))
+				caplen = 0;
+		}
 		ev->caplen = caplen;
 		ev->flags |= TRAIL_F_PACKET;
 	}
@@ -799,7 +888,7 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	SEC("raw_tp")                                                                           \
 	int skb_at_##pos(struct bpf_raw_tracepoint_args *ctx)                                  \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)ctx->args[pos], false, 0, NULL);               \
+		return process(ctx, (struct sk_buff *)ctx->args[pos], false, 0, NULL, false);               \
 	}
 
 SKB_AT(0)
@@ -809,6 +898,22 @@ SKB_AT(3)
 SKB_AT(4)
 SKB_AT(5)
 
+/* The same positions as tp_btf programs: one load per tracepoint (the target is fixed at load),
+ * used where the kernel lets them read paged data (see read_paged). */
+#define TP_BTF_SKB_AT(pos)                                                                     \
+	SEC("tp_btf")                                                                           \
+	int tp_btf_skb_at_##pos(unsigned long long *ctx)                                       \
+	{                                                                                      \
+		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, NULL, true);         \
+	}
+
+TP_BTF_SKB_AT(0)
+TP_BTF_SKB_AT(1)
+TP_BTF_SKB_AT(2)
+TP_BTF_SKB_AT(3)
+TP_BTF_SKB_AT(4)
+TP_BTF_SKB_AT(5)
+
 /* skb:kfree_skb and any tracepoint with an `enum skb_drop_reason` argument: the pair of
  * positions (skb, reason) is part of the program, for the same reason as above. */
 #define SKB_AT_REASON_AT(pos, rpos)                                                            \
@@ -816,12 +921,23 @@ SKB_AT(5)
 	int skb_at_##pos##_reason_at_##rpos(struct bpf_raw_tracepoint_args *ctx)               \
 	{                                                                                      \
 		return process(ctx, (struct sk_buff *)ctx->args[pos], true,                    \
-			       (__u32)ctx->args[rpos], NULL);                                    \
+			       (__u32)ctx->args[rpos], NULL, false);                                    \
+	}
+
+#define TP_BTF_SKB_AT_REASON_AT(pos, rpos)                                                     \
+	SEC("tp_btf")                                                                           \
+	int tp_btf_skb_at_##pos##_reason_at_##rpos(unsigned long long *ctx)                    \
+	{                                                                                      \
+		return process(ctx, (struct sk_buff *)ctx[pos], true, (__u32)ctx[rpos], NULL,  \
+			       true);                                                          \
 	}
 
 SKB_AT_REASON_AT(0, 1)
 SKB_AT_REASON_AT(0, 2)
 SKB_AT_REASON_AT(0, 3)
+TP_BTF_SKB_AT_REASON_AT(0, 1)
+TP_BTF_SKB_AT_REASON_AT(0, 2)
+TP_BTF_SKB_AT_REASON_AT(0, 3)
 
 /*
  * Kernel functions. Families by skb position (0 to 5: the x86-64 and arm64 register
@@ -833,12 +949,12 @@ SKB_AT_REASON_AT(0, 3)
 	SEC("kprobe")                                                                           \
 	int kprobe_skb_at_##pos(struct pt_regs *ctx)                                           \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, NULL);   \
+		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, NULL, false);   \
 	}                                                                                      \
 	SEC("kprobe.multi")                                                                     \
 	int kmulti_skb_at_##pos(struct pt_regs *ctx)                                           \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, NULL);   \
+		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, NULL, false);   \
 	}                                                                                      \
 	SEC("kprobe")                                                                           \
 	int kret_entry_at_##pos(struct pt_regs *ctx)                                           \
@@ -853,7 +969,7 @@ SKB_AT_REASON_AT(0, 3)
 	SEC("fentry")                                                                           \
 	int fentry_skb_at_##pos(unsigned long long *ctx)                                       \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, NULL);               \
+		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, NULL, false);               \
 	}                                                                                      \
 	SEC("fentry")                                                                           \
 	int fexit_entry_at_##pos(unsigned long long *ctx)                                      \
@@ -878,7 +994,7 @@ static __always_inline int kret_entry(void *ctx, struct sk_buff *skb)
 	struct kret_key key = {};
 
 	kret_push(ctx, &key);
-	return process(ctx, skb, false, 0, &key);
+	return process(ctx, skb, false, 0, &key, false);
 }
 
 /* The return half of kretprobe and fexit probes: the parked record, with the return value. */

@@ -6,8 +6,10 @@
 //!   carry the probe id as a BPF cookie (raw tracepoints on 6.10+, kprobes, kprobe-multi).
 //! - An instance is one more open+load of the same object for one probe, every map shared with
 //!   the primary (`reuse_fd`, so events, counters and tracking are one), and the probe id in its
-//!   rodata `fixed_probe`. Used for fentry/fexit (the target is fixed at load) and raw
-//!   tracepoints on kernels without raw_tp cookies (before 6.10).
+//!   rodata `fixed_probe`. Used for fentry/fexit and tp_btf (the target is fixed at load), and
+//!   raw tracepoints on kernels without raw_tp cookies (before 6.10).
+//! - Tracepoints load as tp_btf programs where the kernel lets those read paged skb data
+//!   (`Features::paged_tracepoints`), else as raw_tp programs (linear data only).
 //! - kprobe-multi is tried first where the kernel has it; if the multi link fails, the same
 //!   probes are attached one by one through a fallback instance of single-kprobe programs.
 //! - Probes from a wildcard that fail to attach are skipped with a warning; any other failure
@@ -62,7 +64,9 @@ pub fn placement(probe: &Probe, features: &Features) -> anyhow::Result<Placement
                     .into())
                 }
             };
-            if features.raw_tp_cookies {
+            if features.paged_tracepoints.is_ok() {
+                Placement::Instance(vec![format!("tp_btf_{name}")])
+            } else if features.raw_tp_cookies {
                 Placement::Primary(vec![name])
             } else {
                 Placement::Instance(vec![name])
@@ -104,7 +108,7 @@ fn single_of(multi: &str) -> Option<String> {
 pub fn load_instance<'o>(
     storage: &'o mut MaybeUninit<OpenObject>,
     primary: &CaptureSkel<'_>,
-    configure: &dyn Fn(&mut OpenCaptureSkel<'_>) -> anyhow::Result<()>,
+    configure: &Configure<'_>,
     fixed: u32,
     programs: &[(String, Option<String>)],
 ) -> anyhow::Result<CaptureSkel<'o>> {
@@ -142,6 +146,78 @@ pub fn load_instance<'o>(
         }
     }
     open.load().context("cannot load the BPF programs")
+}
+
+/// Sets what the primary object and every instance are opened with (rodata, map sizes).
+pub type Configure<'a> = dyn Fn(&mut OpenCaptureSkel<'_>) -> anyhow::Result<()> + Sync + 'a;
+
+/// One instance to load: probe id, programs with their targets (see [`load_instance`]), and
+/// where the open object lives.
+pub type InstanceJob<'o> = (
+    u32,
+    Vec<(String, Option<String>)>,
+    &'o mut MaybeUninit<OpenObject>,
+);
+
+/// Loads instances on all CPUs, results in the order of `jobs`. Loading is the verifier's
+/// work, about 10-20 ms per program, and each instance is its own load, so startup with many
+/// tp_btf or fentry probes scales with the CPUs.
+pub fn load_instances<'o>(
+    jobs: Vec<InstanceJob<'o>>,
+    primary: &CaptureSkel<'_>,
+    configure: &Configure<'_>,
+) -> Vec<anyhow::Result<CaptureSkel<'o>>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len());
+    if workers <= 1 {
+        return jobs
+            .into_iter()
+            .map(|(id, programs, storage)| {
+                load_instance(storage, primary, configure, id, &programs)
+            })
+            .collect();
+    }
+    // Round-robin shares; each worker returns (position, result) pairs.
+    let mut shares: Vec<Vec<(usize, InstanceJob<'o>)>> = (0..workers).map(|_| Vec::new()).collect();
+    let count = jobs.len();
+    for (at, job) in jobs.into_iter().enumerate() {
+        shares[at % workers].push((at, job));
+    }
+    let mut results: Vec<Option<anyhow::Result<CaptureSkel<'o>>>> =
+        (0..count).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                scope.spawn(move || {
+                    share
+                        .into_iter()
+                        .map(|(at, (id, programs, storage))| {
+                            (
+                                at,
+                                load_instance(storage, primary, configure, id, &programs),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for handle in handles {
+            match handle.join() {
+                Ok(done) => {
+                    for (at, result) in done {
+                        results[at] = Some(result);
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("instance not loaded"))))
+        .collect()
 }
 
 /// What attaching did, for `-v` and the event counts.
@@ -287,6 +363,12 @@ fn attach_one(
     let id = u64::from(if cookie { probe.id } else { 0 });
     let spec = probe.spec();
     match &probe.target {
+        Target::Tracepoint(_) if program.starts_with("tp_btf_") => {
+            let link = prog
+                .attach_trace()
+                .with_context(|| format!("cannot attach {spec} (tp_btf)"))?;
+            Ok((link, "tp_btf"))
+        }
         Target::Tracepoint(tp) => {
             let link = if cookie {
                 prog.attach_raw_tracepoint_with_opts(

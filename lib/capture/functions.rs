@@ -13,7 +13,7 @@ use std::ffi::{CStr, CString};
 use std::fs;
 use std::path::Path;
 
-use libbpf_rs::btf::types::Struct;
+use libbpf_rs::btf::types::{Func, Struct, Typedef};
 use libbpf_rs::btf::Btf;
 use libbpf_rs::libbpf_sys;
 
@@ -236,6 +236,9 @@ pub struct Features {
     pub trampolines: Result<(), String>,
     /// BPF cookies on raw tracepoint links (kernel 6.10+).
     pub raw_tp_cookies: bool,
+    /// tp_btf programs may make skb dynptrs, so tracepoints capture paged data: `Err` holds
+    /// why a test program did not load.
+    pub paged_tracepoints: Result<(), String>,
 }
 
 /// The kprobe PMU whose presence means CONFIG_KPROBES.
@@ -256,11 +259,24 @@ impl Features {
                 s.iter()
                     .any(|m| m.name.and_then(|n| n.to_str()) == Some("cookie"))
             });
+        let paged_tracepoints = match (
+            btf.type_by_name::<Typedef<'_>>("btf_trace_netif_receive_skb"),
+            btf.type_by_name::<Func<'_>>("bpf_dynptr_from_skb"),
+        ) {
+            (Some(tracepoint), Some(kfunc)) => super::kernel::tp_btf_dynptr_loads(
+                tracepoint.type_id().into(),
+                kfunc.type_id().into(),
+            )
+            .map_err(|e| e.to_string()),
+            (None, _) => Err("no BTF for tracepoint netif_receive_skb".into()),
+            (_, None) => Err("no kfunc bpf_dynptr_from_skb (kernel before 6.3)".into()),
+        };
         Features {
             kprobes,
             kprobe_multi,
             trampolines,
             raw_tp_cookies,
+            paged_tracepoints,
         }
     }
 
@@ -268,14 +284,18 @@ impl Features {
     pub fn describe(&self) -> String {
         let yes = |b: bool| if b { "yes" } else { "no" };
         format!(
-            "kprobes {}, kprobe-multi {}, trampolines {}, raw_tp cookies {}",
+            "kprobes {}, kprobe-multi {}, trampolines {}, raw_tp cookies {}, paged data at tracepoints {}",
             yes(self.kprobes),
             yes(self.kprobe_multi),
             match &self.trampolines {
                 Ok(()) => "yes".to_string(),
                 Err(e) => format!("no ({e})"),
             },
-            yes(self.raw_tp_cookies)
+            yes(self.raw_tp_cookies),
+            match &self.paged_tracepoints {
+                Ok(()) => "yes".to_string(),
+                Err(e) => format!("no ({e})"),
+            },
         )
     }
 }

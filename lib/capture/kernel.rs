@@ -6,6 +6,7 @@ use std::fs;
 use std::io::{self, BufRead};
 
 use anyhow::bail;
+use libbpf_rs::libbpf_sys;
 
 use crate::error::UsageError;
 
@@ -131,21 +132,56 @@ impl Kallsyms {
 /// Tries to load a do-nothing fentry program on BTF function `btf_id`: tells whether the kernel
 /// accepts BPF trampolines at all (some kernels answer EPERM).
 pub fn fentry_loads(btf_id: u32) -> Result<(), io::Error> {
-    use libbpf_rs::libbpf_sys;
+    let mut insns = [insn(0xb7, 0, 0, 0, 0), insn(0x95, 0, 0, 0, 0)]; // r0 = 0; exit
+    tracing_program_loads(&mut insns, libbpf_sys::BPF_TRACE_FENTRY, btf_id)
+}
+
+/// Tries to load a tp_btf program on tracepoint `trace_typedef` (the BTF id of its
+/// `btf_trace_*` typedef, first argument a `struct sk_buff *`) that makes a skb dynptr with
+/// kfunc `dynptr_kfunc` (the BTF id of `bpf_dynptr_from_skb`): tells whether tp_btf programs
+/// can read paged skb data. The kfunc exists since 6.3; which program types may call it
+/// changes across versions, so this is measured, not guessed.
+pub fn tp_btf_dynptr_loads(trace_typedef: u32, dynptr_kfunc: u32) -> Result<(), io::Error> {
+    const PSEUDO_KFUNC_CALL: u8 = 2;
     let mut insns = [
-        libbpf_sys::bpf_insn::default(),
-        libbpf_sys::bpf_insn::default(),
+        insn(0x79, 1, 1, 0, 0),   // r1 = *(u64 *)(r1 + 0): the skb
+        insn(0x15, 1, 0, 4, 0),   // if r1 == 0 goto exit
+        insn(0xb7, 2, 0, 0, 0),   // r2 = 0 (flags)
+        insn(0xbf, 3, 10, 0, 0),  // r3 = r10
+        insn(0x07, 3, 0, 0, -16), // r3 += -16: the dynptr
+        insn(0x85, 0, PSEUDO_KFUNC_CALL, 0, dynptr_kfunc as i32), // call bpf_dynptr_from_skb
+        insn(0xb7, 0, 0, 0, 0),   // exit: r0 = 0
+        insn(0x95, 0, 0, 0, 0),
     ];
-    insns[0].code = 0xb7; // r0 = 0
-    insns[1].code = 0x95; // exit
-    let opts = libbpf_sys::bpf_prog_load_opts {
+    tracing_program_loads(&mut insns, libbpf_sys::BPF_TRACE_RAW_TP, trace_typedef)
+}
+
+fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> libbpf_sys::bpf_insn {
+    let mut insn = libbpf_sys::bpf_insn {
+        code,
+        off,
+        imm,
+        ..Default::default()
+    };
+    insn.set_dst_reg(dst);
+    insn.set_src_reg(src);
+    insn
+}
+
+/// Loads `insns` as a BPF_PROG_TYPE_TRACING program of `attach_type` on BTF id `btf_id`, and
+/// closes it: Ok when the kernel accepts it.
+fn tracing_program_loads(
+    insns: &mut [libbpf_sys::bpf_insn],
+    attach_type: libbpf_sys::bpf_attach_type,
+    btf_id: u32,
+) -> Result<(), io::Error> {
+    let mut opts = libbpf_sys::bpf_prog_load_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as _,
-        expected_attach_type: libbpf_sys::BPF_TRACE_FENTRY,
+        expected_attach_type: attach_type,
         attach_btf_id: btf_id,
         ..Default::default()
     };
-    let mut opts = opts;
-    // SAFETY: all pointers are valid for the call; `insns` holds two valid instructions.
+    // SAFETY: all pointers are valid for the call; `insns` holds `insns.len()` instructions.
     let fd = unsafe {
         libbpf_sys::bpf_prog_load(
             libbpf_sys::BPF_PROG_TYPE_TRACING,

@@ -125,9 +125,15 @@ pub struct Args {
     /// Write the binary stream to FILE (appears only once complete).
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Packet bytes kept per event (1..=65535). Paged (non-linear) data is not captured.
+    /// Packet bytes kept per event (1..=65535). Paged (non-linear) skb data is included at
+    /// tracepoints where the kernel lets tp_btf programs read it (`-v` tells); elsewhere, and at
+    /// kernel functions, only the linear part is kept.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65535))]
     pub snaplen: u32,
+    /// Keep only the linear part of packets. Tracepoints then share one raw_tp program instead
+    /// of one tp_btf program each: faster start with many probes (one verification in all).
+    #[arg(long)]
+    pub no_paged: bool,
     /// Ring buffer size shared by all CPUs (power of two, at least 4K; suffixes K, M, G).
     /// Kernel memory charged to the memory cgroup; when full, events are lost and counted.
     #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_size)]
@@ -426,7 +432,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("cannot read tracepoint groups from tracefs (mount it: mount -t tracefs nodev /sys/kernel/tracing)");
     }
     let collectors = args.collectors.iter().fold(0, |mask, c| mask | c.bit());
-    let features = functions::Features::detect(&btf, probe::fentry_test_id(&btf));
+    let mut features = functions::Features::detect(&btf, probe::fentry_test_id(&btf));
+    if args.no_paged {
+        features.paged_tracepoints = Err("--no-paged".into());
+    }
     let wants_functions = specs.iter().any(|s| s.kind != event::ProbeKind::Tracepoint);
     let track_ends = collectors & C_TRACKING != 0
         && !args.no_tracking_ends
@@ -572,17 +581,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (spare, storages) = storages.split_last_mut().context("no storage")?;
     let mut instances = BTreeMap::new();
     let mut instance_programs: Vec<(u32, Vec<String>)> = Vec::new();
-    for ((probe, programs), storage) in wanted.into_iter().zip(storages.iter_mut()) {
-        let target = match &probe.target {
-            Target::Function(f) => Some(f.name.clone()),
-            Target::Tracepoint(_) => None,
-        };
-        let programs_targets: Vec<(String, Option<String>)> = programs
-            .iter()
-            .map(|p| (p.clone(), target.clone()))
-            .collect();
-        let instance =
-            attach::load_instance(storage, &skel, &configure, probe.id, &programs_targets);
+    let jobs: Vec<attach::InstanceJob<'_>> = wanted
+        .iter()
+        .zip(storages.iter_mut())
+        .map(|((probe, programs), storage)| {
+            // fentry/fexit and tp_btf programs name their target at load.
+            let targets = programs
+                .iter()
+                .map(|p| {
+                    let target = match &probe.target {
+                        Target::Function(f) => Some(f.name.clone()),
+                        Target::Tracepoint(tp) if p.starts_with("tp_btf_") => Some(tp.name.clone()),
+                        Target::Tracepoint(_) => None,
+                    };
+                    (p.clone(), target)
+                })
+                .collect();
+            (probe.id, targets, storage)
+        })
+        .collect();
+    let results = attach::load_instances(jobs, &skel, &configure);
+    for ((probe, programs), instance) in wanted.into_iter().zip(results) {
         let instance = match instance {
             Ok(instance) => instance,
             Err(err) if probe.optional => {

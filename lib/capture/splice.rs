@@ -172,6 +172,11 @@ static STATE: Mutex<Option<State>> = Mutex::new(None);
 /// libbpf's own handlers define them.
 const SECTIONS: &[(&str, libbpf_sys::bpf_prog_type, libbpf_sys::bpf_attach_type)] = &[
     ("raw_tp", libbpf_sys::BPF_PROG_TYPE_RAW_TRACEPOINT, 0),
+    (
+        "tp_btf",
+        libbpf_sys::BPF_PROG_TYPE_TRACING,
+        libbpf_sys::BPF_TRACE_RAW_TP,
+    ),
     ("kprobe", libbpf_sys::BPF_PROG_TYPE_KPROBE, 0),
     ("kretprobe", libbpf_sys::BPF_PROG_TYPE_KPROBE, 0),
     (

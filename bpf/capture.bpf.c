@@ -527,8 +527,8 @@ static __always_inline bool followed(__u64 addr, struct fp_input *fp)
 	struct trail_track *by_skb = bpf_map_lookup_elem(&track_skbs, &addr);
 
 	__u32 zero = 0, *ends = bpf_map_lookup_elem(&track_settings, &zero);
-	/* Same rule as trail_assign_id(): with every head-freeing end point attached, a known buffer is the
-	 * same packet whatever its bytes. */
+	/* Same rule as trail_assign_id(): with every head-freeing end point attached, a known
+	 * buffer is the same packet whatever its bytes. */
 	bool trust = ends && *ends;
 
 	/* Tested one at a time: clang would otherwise OR the two pointers, which the verifier
@@ -885,10 +885,10 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 
 /* One program per position of the skb among the tracepoint's arguments (see top comment). */
 #define SKB_AT(pos)                                                                            \
-	SEC("raw_tp")                                                                           \
+	SEC("raw_tp")                                                                          \
 	int skb_at_##pos(struct bpf_raw_tracepoint_args *ctx)                                  \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)ctx->args[pos], false, 0, NULL, false);               \
+		return process(ctx, (struct sk_buff *)ctx->args[pos], false, 0, NULL, false);  \
 	}
 
 SKB_AT(0)
@@ -901,7 +901,7 @@ SKB_AT(5)
 /* The same positions as tp_btf programs: one load per tracepoint (the target is fixed at load),
  * used where the kernel lets them read paged data (see read_paged). */
 #define TP_BTF_SKB_AT(pos)                                                                     \
-	SEC("tp_btf")                                                                           \
+	SEC("tp_btf")                                                                          \
 	int tp_btf_skb_at_##pos(unsigned long long *ctx)                                       \
 	{                                                                                      \
 		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, NULL, true);         \
@@ -917,15 +917,15 @@ TP_BTF_SKB_AT(5)
 /* skb:kfree_skb and any tracepoint with an `enum skb_drop_reason` argument: the pair of
  * positions (skb, reason) is part of the program, for the same reason as above. */
 #define SKB_AT_REASON_AT(pos, rpos)                                                            \
-	SEC("raw_tp")                                                                           \
+	SEC("raw_tp")                                                                          \
 	int skb_at_##pos##_reason_at_##rpos(struct bpf_raw_tracepoint_args *ctx)               \
 	{                                                                                      \
 		return process(ctx, (struct sk_buff *)ctx->args[pos], true,                    \
-			       (__u32)ctx->args[rpos], NULL, false);                                    \
+			       (__u32)ctx->args[rpos], NULL, false);                           \
 	}
 
 #define TP_BTF_SKB_AT_REASON_AT(pos, rpos)                                                     \
-	SEC("tp_btf")                                                                           \
+	SEC("tp_btf")                                                                          \
 	int tp_btf_skb_at_##pos##_reason_at_##rpos(unsigned long long *ctx)                    \
 	{                                                                                      \
 		return process(ctx, (struct sk_buff *)ctx[pos], true, (__u32)ctx[rpos], NULL,  \
@@ -946,45 +946,45 @@ TP_BTF_SKB_AT_REASON_AT(0, 3)
  * fexit programs load in per-function instances (see the top comment).
  */
 #define KPROBE_SKB_AT(pos, n)                                                                  \
-	SEC("kprobe")                                                                           \
+	SEC("kprobe")                                                                          \
 	int kprobe_skb_at_##pos(struct pt_regs *ctx)                                           \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, NULL, false);   \
+		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, NULL, false); \
 	}                                                                                      \
-	SEC("kprobe.multi")                                                                     \
+	SEC("kprobe.multi")                                                                    \
 	int kmulti_skb_at_##pos(struct pt_regs *ctx)                                           \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, NULL, false);   \
+		return process(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx), false, 0, NULL, false); \
 	}                                                                                      \
-	SEC("kprobe")                                                                           \
+	SEC("kprobe")                                                                          \
 	int kret_entry_at_##pos(struct pt_regs *ctx)                                           \
 	{                                                                                      \
-		return kret_entry(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx));                 \
+		return kret_entry(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx));                \
 	}                                                                                      \
-	SEC("kprobe.multi")                                                                     \
+	SEC("kprobe.multi")                                                                    \
 	int kmulti_ret_entry_at_##pos(struct pt_regs *ctx)                                     \
 	{                                                                                      \
-		return kret_entry(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx));                 \
+		return kret_entry(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx));                \
 	}                                                                                      \
-	SEC("fentry")                                                                           \
+	SEC("fentry")                                                                          \
 	int fentry_skb_at_##pos(unsigned long long *ctx)                                       \
 	{                                                                                      \
-		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, NULL, false);               \
+		return process(ctx, (struct sk_buff *)ctx[pos], false, 0, NULL, false);        \
 	}                                                                                      \
-	SEC("fentry")                                                                           \
+	SEC("fentry")                                                                          \
 	int fexit_entry_at_##pos(unsigned long long *ctx)                                      \
 	{                                                                                      \
-		return kret_entry(ctx, (struct sk_buff *)ctx[pos]);                             \
+		return kret_entry(ctx, (struct sk_buff *)ctx[pos]);                            \
 	}                                                                                      \
-	SEC("kprobe")                                                                           \
+	SEC("kprobe")                                                                          \
 	int kprobe_track_end_at_##pos(struct pt_regs *ctx)                                     \
 	{                                                                                      \
-		return track_end(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx));                  \
+		return track_end(ctx, (struct sk_buff *)PT_REGS_PARM##n(ctx));                 \
 	}                                                                                      \
-	SEC("fentry")                                                                           \
+	SEC("fentry")                                                                          \
 	int fentry_track_end_at_##pos(unsigned long long *ctx)                                 \
 	{                                                                                      \
-		return track_end(ctx, (struct sk_buff *)ctx[pos]);                              \
+		return track_end(ctx, (struct sk_buff *)ctx[pos]);                             \
 	}
 
 /* The entry half of kretprobe and fexit probes. The depth is pushed whatever process() then

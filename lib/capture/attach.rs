@@ -170,14 +170,6 @@ pub fn load_instances<'o>(
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(jobs.len());
-    if workers <= 1 {
-        return jobs
-            .into_iter()
-            .map(|(id, programs, storage)| {
-                load_instance(storage, primary, configure, id, &programs)
-            })
-            .collect();
-    }
     // Round-robin shares; each worker returns (position, result) pairs.
     let mut shares: Vec<Vec<(usize, InstanceJob<'o>)>> = (0..workers).map(|_| Vec::new()).collect();
     let count = jobs.len();

@@ -45,7 +45,8 @@ per_hit() {
     python3 - "$name" "$TMP/progs.json" "$(cat "$TMP/sent")" "$DURATION" <<'PY'
 import json, sys
 name, path, sent, duration = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-progs = [p for p in json.load(open(path)) if p.get("name", "").startswith("skb_at_")]
+# Probe programs: skb_at_N (raw_tp), tp_btf_skb_at_N (tp_btf twins), kprobe_/fentry_skb_at_N.
+progs = [p for p in json.load(open(path)) if "skb_at_" in p.get("name", "")]
 runs = sum(p.get("run_cnt", 0) for p in progs)
 ns = sum(p.get("run_time_ns", 0) for p in progs)
 print(f"{name}\t{runs}\t{ns / max(runs, 1):.0f}\t{sent / duration:.0f}")

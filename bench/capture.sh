@@ -3,7 +3,8 @@
 # part of `make bench`; needs root).
 #
 # Two namespaces joined by veth; a Python sender in A floods 16-byte UDP datagrams to a receiver
-# in B for DURATION seconds per run (the same sender as the Retis figures in shared FACTS). Runs:
+# in B for DURATION seconds per run (the same sender as the Retis figures in shared FACTS; both
+# from bench/lib.sh). Runs:
 # no tracing; trail-capture with the default probes; with a pcap filter that rejects every packet
 # (when this trail-capture has -f); with 10 probes; tcpdump -w on the same veth. For each: packets/s
 # sent (and as % of the untraced rate), events written and lost (trail-capture's summary) or
@@ -20,39 +21,19 @@ BIN=${TRAIL_CAPTURE:-target/release/trail-capture}
 [ "$(id -u)" = 0 ] || { echo "bench/capture.sh: needs root" >&2; exit 2; }
 [ -x "$BIN" ] || { echo "bench/capture.sh: no $BIN (cargo build --release --bin trail-capture)" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "bench/capture.sh: needs GNU time (apt-get install time)" >&2; exit 2; }
+. bench/lib.sh
 A=trail-bench-$$-a
 B=trail-bench-$$-b
 TMP=$(mktemp -d)
 RECEIVER=
 cleanup() {
 	[ -z "$RECEIVER" ] || kill "$RECEIVER" 2>/dev/null || true
-	ip netns del "$A" 2>/dev/null || true
-	ip netns del "$B" 2>/dev/null || true
+	bench_netns_del "$A" "$B"
 	rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM
-ip netns add "$A"
-ip netns add "$B"
-ip link add va netns "$A" type veth peer name vb netns "$B"
-ip -n "$A" addr add 192.0.2.1/24 dev va
-ip -n "$B" addr add 192.0.2.2/24 dev vb
-ip -n "$A" link set va up
-ip -n "$B" link set vb up
-ip -n "$A" link set lo up
-ip -n "$B" link set lo up
-
-cat > "$TMP/send.py" <<PY
-import socket, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-payload = b"x" * 16
-end = time.monotonic() + $DURATION
-n = 0
-while time.monotonic() < end:
-    for _ in range(1000):
-        s.sendto(payload, ("192.0.2.2", 9000))
-    n += 1000
-print(n)
-PY
+bench_netns "$A" "$B"
+bench_sender "$TMP/send.py" 16
 cat > "$TMP/recv.py" <<PY
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -60,8 +41,6 @@ s.bind(("192.0.2.2", 9000))
 while True:
     s.recv(2048)
 PY
-# Warm up ARP so every run starts alike.
-ip netns exec "$A" ping -c1 -W1 192.0.2.2 >/dev/null
 
 say() { echo "bench/capture: $*" >&2; }
 

@@ -15,38 +15,19 @@ BIN=${TRAIL_CAPTURE:-target/release/trail-capture}
 [ "$(id -u)" = 0 ] || { echo "bench/select.sh: needs root" >&2; exit 2; }
 [ -x "$BIN" ] || { echo "bench/select.sh: no $BIN (cargo build --release --bin trail-capture)" >&2; exit 2; }
 command -v bpftool >/dev/null || { echo "bench/select.sh: needs bpftool" >&2; exit 2; }
+. "$(dirname "$0")/lib.sh"
 A=trail-sel-$$-a
 B=trail-sel-$$-b
 TMP=$(mktemp -d)
 old_stats=$(sysctl -n kernel.bpf_stats_enabled)
 cleanup() {
     sysctl -q -w kernel.bpf_stats_enabled="$old_stats" || true
-    ip netns del "$A" 2>/dev/null || true
-    ip netns del "$B" 2>/dev/null || true
+    bench_netns_del "$A" "$B"
     rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM
-ip netns add "$A"
-ip netns add "$B"
-ip link add va netns "$A" type veth peer name vb netns "$B"
-ip -n "$A" addr add 192.0.2.1/24 dev va
-ip -n "$B" addr add 192.0.2.2/24 dev vb
-ip -n "$A" link set va up
-ip -n "$B" link set vb up
-ip netns exec "$A" ping -c1 -W1 192.0.2.2 >/dev/null
-
-cat > "$TMP/send.py" <<PY
-import socket, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-payload = b"x" * 64
-end = time.monotonic() + $DURATION
-n = 0
-while time.monotonic() < end:
-    for _ in range(1000):
-        s.sendto(payload, ("192.0.2.2", 9000))
-    n += 1000
-print(n)
-PY
+bench_netns "$A" "$B"
+bench_sender "$TMP/send.py" 64
 # Nothing listens on port 9000 in B: each datagram is received, then freed (port unreachable).
 flood() { ip netns exec "$A" python3 "$TMP/send.py"; }
 classic() { tcpdump -d "$1" 2>/dev/null | wc -l; }
@@ -64,7 +45,8 @@ per_hit() {
     python3 - "$name" "$TMP/progs.json" "$(cat "$TMP/sent")" "$DURATION" <<'PY'
 import json, sys
 name, path, sent, duration = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-progs = [p for p in json.load(open(path)) if p.get("name", "").startswith("skb_at_")]
+# Probe programs: skb_at_N (raw_tp), tp_btf_skb_at_N (tp_btf twins), kprobe_/fentry_skb_at_N.
+progs = [p for p in json.load(open(path)) if "skb_at_" in p.get("name", "")]
 runs = sum(p.get("run_cnt", 0) for p in progs)
 ns = sum(p.get("run_time_ns", 0) for p in progs)
 print(f"{name}\t{runs}\t{ns / max(runs, 1):.0f}\t{sent / duration:.0f}")

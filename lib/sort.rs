@@ -352,8 +352,131 @@ struct OpenJourney {
     last: u64,
     /// Index of the first event not yet emitted (a continuation of an emitted journey).
     base_index: u32,
-    /// (timestamp, arrival, tracking span, tag, payload)
-    events: Vec<(u64, u64, Span, u8, Vec<u8>)>,
+    events: Vec<Held>,
+}
+
+/// A buffered item: (timestamp, arrival, tracking span, tag, payload).
+type Held = (u64, u64, Span, u8, Vec<u8>);
+
+/// Streaming mode's state: the journeys held back until their window closes, and enough about
+/// the emitted ones to number a continuation on.
+struct Window {
+    /// Event time (ns) a journey must stay idle, behind the inputs' watermark, to be emitted.
+    length: u64,
+    open: HashMap<Group, OpenJourney>,
+    /// Open journeys by first sighting: the front is the next one out.
+    order: BTreeSet<(u64, Group)>,
+    /// Journeys already emitted: next index and generation (for the bounded FIFO that forgets them).
+    emitted: HashMap<Group, (u32, u64)>,
+    emitted_fifo: VecDeque<(Group, u64)>,
+    generation: u64,
+    /// Bytes held (payloads plus per-item overhead, as the exact mode counts them): `--memory`.
+    buffered: usize,
+}
+
+impl Window {
+    fn new(length: u64) -> Window {
+        Window {
+            length,
+            open: HashMap::new(),
+            order: BTreeSet::new(),
+            emitted: HashMap::new(),
+            emitted_fifo: VecDeque::new(),
+            generation: 0,
+            buffered: 0,
+        }
+    }
+
+    /// Whether something at `ts` is older than the window behind `watermark`.
+    fn is_past(&self, ts: u64, watermark: u64) -> bool {
+        ts.saturating_add(self.length) < watermark
+    }
+
+    /// Holds an event of `group`; true when it continues a journey already emitted.
+    fn add(&mut self, group: Group, event: Held) -> bool {
+        let ts = event.0;
+        self.buffered += event.4.len() + crate::extsort::ITEM_OVERHEAD;
+        match self.open.get_mut(&group) {
+            Some(journey) => {
+                if ts < journey.start {
+                    self.order.remove(&(journey.start, group));
+                    journey.start = ts;
+                    self.order.insert((journey.start, group));
+                }
+                journey.last = journey.last.max(ts);
+                journey.events.push(event);
+                false
+            }
+            None => {
+                let base_index = self.emitted.remove(&group).map_or(0, |e| e.0);
+                self.order.insert((ts, group));
+                self.open.insert(
+                    group,
+                    OpenJourney {
+                        start: ts,
+                        last: ts,
+                        base_index,
+                        events: vec![event],
+                    },
+                );
+                base_index > 0
+            }
+        }
+    }
+
+    /// Whether the front journey has been idle for the window; `None` when nothing is held.
+    fn front_is_idle(&self, watermark: u64) -> Option<bool> {
+        let &(_, front) = self.order.first()?;
+        Some(
+            self.open
+                .get(&front)
+                .is_none_or(|j| self.is_past(j.last, watermark)),
+        )
+    }
+
+    /// Emits the journey that started first, its events in time order.
+    fn emit_front(&mut self, emitter: &mut Emitter) -> anyhow::Result<()> {
+        let Some((_, group)) = self.order.pop_first() else {
+            return Ok(());
+        };
+        let Some(mut journey) = self.open.remove(&group) else {
+            return Ok(());
+        };
+        journey.events.sort_unstable_by_key(|e| (e.0, e.1));
+        let mut index = journey.base_index;
+        for (_, _, span, tag, payload) in journey.events {
+            self.buffered -= payload.len() + crate::extsort::ITEM_OVERHEAD;
+            emitter.item(group, group.journey().map(|_| index), span, tag, payload)?;
+            index += 1;
+        }
+        emitter.journey_done()?;
+        if group.journey().is_some() {
+            self.generation += 1;
+            self.emitted.insert(group, (index, self.generation));
+            self.emitted_fifo.push_back((group, self.generation));
+            if self.emitted_fifo.len() > EMITTED_MEMORY {
+                if let Some((old, old_generation)) = self.emitted_fifo.pop_front() {
+                    // Forget it unless it was emitted again since (a newer entry is queued).
+                    if self
+                        .emitted
+                        .get(&old)
+                        .is_some_and(|e| e.1 == old_generation)
+                    {
+                        self.emitted.remove(&old);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Emits every journey still held (end of input).
+    fn emit_all(&mut self, emitter: &mut Emitter) -> anyhow::Result<()> {
+        while !self.order.is_empty() {
+            self.emit_front(emitter)?;
+        }
+        Ok(())
+    }
 }
 
 fn sort_streaming(
@@ -361,55 +484,9 @@ fn sort_streaming(
     options: &Options,
     emitter: &mut Emitter,
 ) -> anyhow::Result<()> {
-    let window = options.window.unwrap_or(DEFAULT_WINDOW_NS);
-    let mut open: HashMap<Group, OpenJourney> = HashMap::new();
-    let mut order: BTreeSet<(u64, Group)> = BTreeSet::new();
-    // Journeys already emitted: next index and generation (for the bounded FIFO that forgets them).
-    let mut emitted: HashMap<Group, (u32, u64)> = HashMap::new();
-    let mut emitted_fifo: VecDeque<(Group, u64)> = VecDeque::new();
-    let mut generation = 0u64;
+    let mut window = Window::new(options.window.unwrap_or(DEFAULT_WINDOW_NS));
     let mut trailers = Vec::new();
-    let mut buffered = 0usize;
     let (mut late, mut forced) = (0u64, 0u64);
-
-    let emit_front = |open: &mut HashMap<Group, OpenJourney>,
-                      order: &mut BTreeSet<(u64, Group)>,
-                      emitted: &mut HashMap<Group, (u32, u64)>,
-                      emitted_fifo: &mut VecDeque<(Group, u64)>,
-                      generation: &mut u64,
-                      buffered: &mut usize,
-                      emitter: &mut Emitter|
-     -> anyhow::Result<()> {
-        let Some((_, group)) = order.pop_first() else {
-            return Ok(());
-        };
-        let Some(mut journey) = open.remove(&group) else {
-            return Ok(());
-        };
-        journey.events.sort_unstable_by_key(|e| (e.0, e.1));
-        let mut index = journey.base_index;
-        for (_, _, span, tag, payload) in journey.events {
-            *buffered -= payload.len() + crate::extsort::ITEM_OVERHEAD;
-            emitter.item(group, group.journey().map(|_| index), span, tag, payload)?;
-            index += 1;
-        }
-        emitter.journey_done()?;
-        if group.journey().is_some() {
-            *generation += 1;
-            emitted.insert(group, (index, *generation));
-            emitted_fifo.push_back((group, *generation));
-            if emitted_fifo.len() > EMITTED_MEMORY {
-                if let Some((old, old_generation)) = emitted_fifo.pop_front() {
-                    // Forget it unless it was emitted again since (a newer entry is queued).
-                    if emitted.get(&old).is_some_and(|e| e.1 == old_generation) {
-                        emitted.remove(&old);
-                    }
-                }
-            }
-        }
-        Ok(())
-    };
-
     loop {
         if inputs.next_may_block() {
             emitter.flush()?;
@@ -423,8 +500,7 @@ fn sort_streaming(
         }
         let (group, span) = group_of(inputs, &record)?;
         let watermark = inputs.watermark();
-        let mut is_late = record.ts.saturating_add(window) < watermark;
-        buffered += record.payload.len() + crate::extsort::ITEM_OVERHEAD;
+        let behind = window.is_past(record.ts, watermark);
         let event = (
             record.ts,
             record.seq,
@@ -432,65 +508,20 @@ fn sort_streaming(
             record.kind.tag(),
             record.payload,
         );
-        match open.get_mut(&group) {
-            Some(journey) => {
-                if record.ts < journey.start {
-                    order.remove(&(journey.start, group));
-                    journey.start = record.ts;
-                    order.insert((journey.start, group));
-                }
-                journey.last = journey.last.max(record.ts);
-                journey.events.push(event);
-            }
-            None => {
-                let base_index = emitted.remove(&group).map_or(0, |e| e.0);
-                is_late |= base_index > 0;
-                order.insert((record.ts, group));
-                open.insert(
-                    group,
-                    OpenJourney {
-                        start: record.ts,
-                        last: record.ts,
-                        base_index,
-                        events: vec![event],
-                    },
-                );
-            }
-        }
-        late += u64::from(is_late);
-        while let Some(&(_, front)) = order.first() {
-            let idle = open
-                .get(&front)
-                .is_none_or(|j| j.last.saturating_add(window) < watermark);
-            let over = buffered > options.memory;
+        let continuation = window.add(group, event);
+        late += u64::from(behind || continuation);
+        while let Some(idle) = window.front_is_idle(watermark) {
+            let over = window.buffered > options.memory;
             if !idle && !over {
                 break;
             }
             if !idle {
                 forced += 1;
             }
-            emit_front(
-                &mut open,
-                &mut order,
-                &mut emitted,
-                &mut emitted_fifo,
-                &mut generation,
-                &mut buffered,
-                emitter,
-            )?;
+            window.emit_front(emitter)?;
         }
     }
-    while !order.is_empty() {
-        emit_front(
-            &mut open,
-            &mut order,
-            &mut emitted,
-            &mut emitted_fifo,
-            &mut generation,
-            &mut buffered,
-            emitter,
-        )?;
-    }
+    window.emit_all(emitter)?;
     for payload in trailers {
         emitter.item(Group::Single(u64::MAX), None, 0, b'T', payload)?;
     }

@@ -12,7 +12,7 @@ use trail::codec::{self, FrameKind};
 use trail::event::{Event, Header, Layer, Lost, Trailer};
 
 use super::common::{bin, frames};
-use super::netns::{require_root, sh, Pair};
+use super::netns::{hex, require_root, send_udp, sh, Pair};
 
 /// A finished capture, decoded.
 pub struct Run {
@@ -50,6 +50,12 @@ pub fn decode(bytes: &[u8], stderr: String) -> Run {
 
 /// Runs `trail-capture ARGS -o FILE --cmd CMD` and decodes the file.
 pub fn capture(args: &[&str], cmd: &str) -> Run {
+    let (stream, stderr) = capture_stream(args, cmd);
+    decode(&stream, stderr)
+}
+
+/// Runs `trail-capture ARGS -o FILE --cmd CMD`; returns the file's bytes and the stderr.
+pub fn capture_stream(args: &[&str], cmd: &str) -> (Vec<u8>, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("out.trail");
     let out = Command::new(bin("trail-capture"))
@@ -66,7 +72,7 @@ pub fn capture(args: &[&str], cmd: &str) -> Run {
         "trail-capture failed ({}): {stderr}",
         out.status
     );
-    decode(&std::fs::read(&file).expect("output file"), stderr)
+    (std::fs::read(&file).expect("output file"), stderr)
 }
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -100,7 +106,7 @@ pub fn track_id(e: &Event) -> String {
 }
 
 /// The one event of `probe` in namespace `ns` whose packet matches `pred`.
-fn the_event<'a>(
+pub fn the_event<'a>(
     events: &'a [Event],
     probe: &str,
     ns: u32,
@@ -221,7 +227,6 @@ fn udp_icmp_tcp_cross_the_veth() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("va.pcap");
     let payload = b"trail-udp-payload-0123456789";
-    let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
     // A TCP listener in B for the handshake.
     let mut listener = Command::new("ip")
         .args(["netns", "exec", &pair.b, "python3", "-c"])
@@ -239,9 +244,9 @@ fn udp_icmp_tcp_cross_the_veth() {
     let mut dump = tcpdump(&pair.a, "va", "udp port 5555", &pcap);
     let a = Pair::exec(&pair.a);
     let cmd = format!(
-        "{a} python3 -c \"import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-         s.sendto(bytes.fromhex('{hex}'),('192.0.2.2',5555))\nt=socket.create_connection(('192.0.2.2',8080))\n\
-         t.close()\" && {a} ping -c1 -W2 -p 7472616c 192.0.2.2 >/dev/null"
+        "{} && {a} python3 -c \"import socket\nt=socket.create_connection(('192.0.2.2',8080))\n\
+         t.close()\" && {a} ping -c1 -W2 -p 7472616c 192.0.2.2 >/dev/null",
+        send_udp(&pair.a, &[(0, "192.0.2.2", 5555, payload)])
     );
     let run = capture(&[], &cmd);
     stop(&mut dump);
@@ -327,11 +332,7 @@ fn nft_drop_shows_reason_and_conntrack() {
         "{a} nft -f - <<'EOF'\ntable inet t {{\n chain output {{\n  type filter hook output priority 0;\n  ct state new accept\n }}\n}}\nEOF"
     ));
     let payload = b"trail-dropped-datagram";
-    let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
-    let cmd = format!(
-        "{a} python3 -c \"import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('192.0.2.1',40000))\n\
-         s.sendto(bytes.fromhex('{hex}'),('192.0.2.2',7777))\""
-    );
+    let cmd = send_udp(&pair.a, &[(40000, "192.0.2.2", 7777, payload)]);
     let run = capture(
         &[
             "-p",
@@ -467,11 +468,11 @@ fn ipv6_and_vlan() {
         "{a} ip neigh replace 2001:db8::2 lladdr {} dev va nud permanent",
         vb_mac.join(":")
     ));
-    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
     let cmd = format!(
         "{a} python3 -c \"import socket\ns=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
          s.sendto(b'trail-over-ipv6',('2001:db8::2',6666))\np=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\n\
-         p.bind(('va',0))\np.send(bytes.fromhex('{hex}'))\""
+         p.bind(('va',0))\np.send(bytes.fromhex('{}'))\"",
+        hex(&frame)
     );
     let run = capture(&[], &cmd);
     let v6 = check_crossing(&pair, &run, "ipv6 datagram", |e| {

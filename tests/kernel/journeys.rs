@@ -1,36 +1,11 @@
 //! Journeys from real captures: trail-capture in two namespaces, then trail-sort (and
 //! trail-print), checked against the packets that were sent.
 
-use std::process::Command;
-
 use trail::event::Event;
 
-use super::common::{bin, events, run_ok};
-use super::netns::{require_root, sh, Pair};
-
-/// Captures `cmd` with `probes` into a file and returns the stream bytes.
-fn capture(probes: &[&str], cmd: &str) -> Vec<u8> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("run.trail");
-    let mut args: Vec<&str> = Vec::new();
-    for p in probes {
-        args.extend(["-p", p]);
-    }
-    let out = Command::new(bin("trail-capture"))
-        .args(&args)
-        .arg("-o")
-        .arg(&file)
-        .arg("--cmd")
-        .arg(cmd)
-        .output()
-        .expect("run trail-capture");
-    assert!(
-        out.status.success(),
-        "trail-capture failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(&file).expect("capture file")
-}
+use super::capture::{capture_stream, contains, inum, probe_name};
+use super::common::{events, run_ok};
+use super::netns::{require_root, send_udp, sh, Pair};
 
 /// ICMP echo (type 8) or reply (type 0) with this id and sequence number, in an Ethernet or raw
 /// IPv4 packet.
@@ -39,14 +14,6 @@ fn icmp_echo(e: &Event, id: u16, kind: u8) -> Option<u16> {
     let d = trail::dissect::dissect(packet);
     let l4 = d.l4.as_ref()?;
     (l4.icmp_type == Some(kind) && l4.icmp_id == Some(id)).then_some(l4.icmp_seq?)
-}
-
-fn probe(e: &Event) -> String {
-    e.probe.as_ref().map(|p| p.name.clone()).unwrap_or_default()
-}
-
-fn netns(e: &Event) -> u32 {
-    e.netns.as_ref().map_or(0, |n| n.inum)
 }
 
 #[test]
@@ -58,8 +25,13 @@ fn ping_forms_one_journey_per_echo_in_probe_order() {
     let (a, b) = (Pair::inum(&pair.a), Pair::inum(&pair.b));
     // A fixed ICMP id (ping -e) tells our echoes from any other traffic on the machine.
     let id: u16 = 0x7a11;
-    let stream = capture(
-        &["tp:net:net_dev_start_xmit", "tp:net:netif_receive_skb"],
+    let (stream, _) = capture_stream(
+        &[
+            "-p",
+            "tp:net:net_dev_start_xmit",
+            "-p",
+            "tp:net:netif_receive_skb",
+        ],
         &format!(
             "{} ping -e {id} -c 3 -i 0.2 -W 1 192.0.2.2 >/dev/null",
             Pair::exec(&pair.a)
@@ -91,13 +63,16 @@ fn ping_forms_one_journey_per_echo_in_probe_order() {
         "3 requests + 3 replies, one journey each: {:#?}",
         journeys
             .iter()
-            .map(|j| j.iter().map(|e| probe(e)).collect::<Vec<_>>())
+            .map(|j| j.iter().map(|e| probe_name(e)).collect::<Vec<_>>())
             .collect::<Vec<_>>()
     );
     for journey in &journeys {
         let request = icmp_echo(journey[0], id, 8).is_some();
         let (from, to) = if request { (a, b) } else { (b, a) };
-        let path: Vec<(String, u32)> = journey.iter().map(|e| (probe(e), netns(e))).collect();
+        let path: Vec<(String, u32)> = journey
+            .iter()
+            .map(|e| (probe_name(e).to_string(), inum(e)))
+            .collect();
         assert_eq!(
             path,
             [
@@ -158,15 +133,20 @@ table ip t {{
 EOF",
         b = pair.b
     ));
-    let send = format!(
-        "{} python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
-         s.sendto(b'to-be-natted', ('192.0.2.2', 5000)); s.sendto(b'to-be-dropped', ('192.0.2.2', 7000))\"",
-        Pair::exec(&pair.a)
-    );
-    let stream = capture(
+    let send = send_udp(
+        &pair.a,
         &[
+            (0, "192.0.2.2", 5000, "to-be-natted"),
+            (0, "192.0.2.2", 7000, "to-be-dropped"),
+        ],
+    );
+    let (stream, _) = capture_stream(
+        &[
+            "-p",
             "tp:net:net_dev_start_xmit",
+            "-p",
             "tp:net:netif_receive_skb",
+            "-p",
             "tp:skb:kfree_skb",
         ],
         &send,
@@ -249,7 +229,7 @@ EOF",
         .filter(|e| {
             // The UDP datagram itself, not the ICMP port-unreachable error that quotes it.
             e.packet.as_ref().is_some_and(|p| {
-                p.data.0.windows(12).any(|w| w == b"to-be-natted")
+                contains(&p.data.0, b"to-be-natted")
                     && trail::dissect::dissect(p)
                         .l4
                         .is_some_and(|l4| l4.proto == "udp")

@@ -13,8 +13,10 @@ use std::time::Instant;
 
 use trail::event::{Event, Layer, ProbeKind};
 
-use super::capture::{capture, contains, data, flood_cmd, flood_seq, inum, probe_name, track_id};
-use super::netns::{require_root, sh, Pair};
+use super::capture::{
+    capture, contains, data, flood_cmd, flood_seq, inum, probe_name, the_event, track_id,
+};
+use super::netns::{require_root, send_udp, sh, Pair};
 
 pub fn has_kprobes() -> bool {
     Path::new("/sys/bus/event_source/devices/kprobe").exists()
@@ -62,44 +64,12 @@ fn kind(e: &Event) -> ProbeKind {
     e.probe.as_ref().map(|p| p.kind).unwrap_or_default()
 }
 
-/// Events of `probe` (kind marker and name) in netns `ns` whose packet contains `needle`.
-fn events_of<'a>(
-    events: &'a [Event],
-    marker: &str,
-    name: &str,
-    ns: u32,
-    needle: &[u8],
-) -> Vec<&'a Event> {
-    events
-        .iter()
-        .filter(|e| {
-            kind(e).marker() == marker
-                && probe_name(e) == name
-                && inum(e) == ns
-                && contains(data(e), needle)
-        })
-        .collect()
-}
-
+/// The one event of `marker:name` in netns `ns` whose packet contains `needle`.
 fn one<'a>(events: &'a [Event], marker: &str, name: &str, ns: u32, needle: &[u8]) -> &'a Event {
-    let found = events_of(events, marker, name, ns, needle);
-    assert_eq!(
-        found.len(),
-        1,
-        "expected one {marker}:{name} event in netns {ns} with {:?}, got {}",
-        String::from_utf8_lossy(needle),
-        found.len()
-    );
-    found[0]
-}
-
-fn send_udp(pair: &Pair, port: u16, payload: &[u8]) -> String {
-    let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{a} python3 -c \"import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-         s.bind(('192.0.2.1',40001))\ns.sendto(bytes.fromhex('{hex}'),('192.0.2.2',{port}))\"",
-        a = Pair::exec(&pair.a)
-    )
+    let what = format!("{marker} event with {:?}", String::from_utf8_lossy(needle));
+    the_event(events, name, ns, &what, |e| {
+        kind(e).marker() == marker && contains(data(e), needle)
+    })
 }
 
 /// Every kind on the receive function ip_rcv and the transmit function ip_output (whose skb is
@@ -133,10 +103,12 @@ fn every_kind_sees_the_packet_and_the_return_value() {
         b"trail-kprobe-delivered".as_slice(),
         b"trail-kprobe-dropped".as_slice(),
     );
-    let cmd = format!(
-        "{} && {}",
-        send_udp(&pair, 7000, kept),
-        send_udp(&pair, 7001, dropped)
+    let cmd = send_udp(
+        &pair.a,
+        &[
+            (40001, "192.0.2.2", 7000, kept),
+            (40001, "192.0.2.2", 7001, dropped),
+        ],
     );
     let run = capture(
         &[
@@ -228,7 +200,10 @@ fn default_kind_is_fentry_where_trampolines_work() {
         return;
     }
     let pair = Pair::new("default");
-    let cmd = send_udp(&pair, 7000, b"trail-default-kind");
+    let cmd = send_udp(
+        &pair.a,
+        &[(40001, "192.0.2.2", 7000, b"trail-default-kind")],
+    );
     let run = capture(&["-p", "ip_rcv", "-p", "k:udp_rcv"], &cmd);
     assert_eq!(run.header.probes, ["f:ip_rcv", "k:udp_rcv"]);
     let ns_b = Pair::inum(&pair.b);

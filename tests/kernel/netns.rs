@@ -1,5 +1,6 @@
 //! Test topologies: network namespaces joined by veth, removed on drop (even when the test
-//! panics), and the root check every kernel test starts with.
+//! panics), the root check every kernel test starts with, and the datagram sender the tests
+//! share.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -106,4 +107,33 @@ impl Drop for Pair {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
     }
+}
+
+/// A shell command that sends one UDP datagram per (source port, destination, port, payload)
+/// from namespace `ns`, each from its own socket bound to that source port (0: any), with
+/// python (bash's /dev/udp picks no source port). IPv6 when the destination has a colon. A send
+/// that fails (EPERM when an output hook drops it) does not stop the others.
+pub fn send_udp<P: AsRef<[u8]>>(ns: &str, datagrams: &[(u16, &str, u16, P)]) -> String {
+    let mut script = String::from("import socket,time\n");
+    for (sport, dst, dport, payload) in datagrams {
+        let (family, any) = if dst.contains(':') {
+            ("AF_INET6", "::")
+        } else {
+            ("AF_INET", "0.0.0.0")
+        };
+        let hex = hex(payload.as_ref());
+        script.push_str(&format!(
+            "s=socket.socket(socket.{family},socket.SOCK_DGRAM)\n\
+             s.bind(('{any}',{sport}))\n\
+             try: s.sendto(bytes.fromhex('{hex}'),('{dst}',{dport}))\n\
+             except OSError: pass\n\
+             s.close()\ntime.sleep(0.01)\n"
+        ));
+    }
+    format!("{} python3 -c \"{script}\"", Pair::exec(ns))
+}
+
+/// Bytes as hex digits, for python's `bytes.fromhex` (any byte survives the shell quoting).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

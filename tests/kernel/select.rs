@@ -8,30 +8,7 @@ use trail::event::{Event, Layer};
 use super::capture::{
     capture, contains, data, dev, inum, pcap_packets, probe_name, refused, stop, tcpdump, track_id,
 };
-use super::netns::{require_root, sh, Pair};
-
-/// A shell command that sends one UDP datagram per (source port, destination, port, payload)
-/// from namespace `ns`, with python (bash's /dev/udp picks no source port). A send that fails
-/// (EPERM when an output hook drops it) does not stop the others.
-fn send_udp(ns: &str, datagrams: &[(u16, &str, u16, String)]) -> String {
-    let mut script = String::from("import socket,time\n");
-    for (sport, dst, dport, payload) in datagrams {
-        let family = if dst.contains(':') {
-            "AF_INET6"
-        } else {
-            "AF_INET"
-        };
-        let bind = if dst.contains(':') { "::" } else { "0.0.0.0" };
-        script.push_str(&format!(
-            "s=socket.socket(socket.{family},socket.SOCK_DGRAM)\n\
-             s.bind(('{bind}',{sport}))\n\
-             try: s.sendto(b'{payload}',('{dst}',{dport}))\n\
-             except OSError: pass\n\
-             s.close()\ntime.sleep(0.01)\n"
-        ));
-    }
-    format!("{} python3 -c \"{script}\"", Pair::exec(ns))
-}
+use super::netns::{require_root, send_udp, sh, Pair};
 
 /// Payload tags of the datagrams an event list carries.
 fn tags(events: &[&Event], all: &[String]) -> Vec<String> {
@@ -341,7 +318,7 @@ fn pid_selects_the_sending_process() {
         assert!(started.elapsed().as_secs() < 10, "sender did not start");
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    let other = send_udp(&pair.a, &[(40001, "192.0.2.2", 7000, "other".into())]);
+    let other = send_udp(&pair.a, &[(40001, "192.0.2.2", 7000, "other")]);
     let cmd = format!("touch {}; {other}; sleep 0.5", go.display());
     let pid_arg = pid.to_string();
     let run = capture(

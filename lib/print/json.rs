@@ -92,7 +92,7 @@ fn known(
         }),
         "skb" => write_if(object, key, shown.skb, event.skb.as_ref(), skb),
         "stack" => write_if(object, key, shown.stack, event.stack.as_ref(), stack),
-        "time" => write_if(object, key, shown.time, time, |out, t| string(out, t)),
+        "time" => write_if(object, key, shown.time, time, string),
         "tracking" => write_if(
             object,
             key,

@@ -205,13 +205,13 @@ fn is_zero_u16(value: &u16) -> bool {
 
 /// Decodes a captured packet according to its link type and layer.
 pub fn dissect(packet: &Packet) -> Dissection {
-    dissect_with(
-        &packet.data.0,
-        packet.len,
-        packet.layer,
-        packet.linktype,
-        false,
-    )
+    dissect_bytes(&packet.data.0, packet.len, packet.layer, packet.linktype)
+}
+
+/// [`dissect`] of a packet given by its parts (`data` captured of `len` bytes, starting at
+/// `layer`, of `linktype`), for readers that borrow them from the payload.
+pub fn dissect_bytes(data: &[u8], len: u32, layer: Layer, linktype: u32) -> Dissection {
+    dissect_with(data, len, layer, linktype, false)
 }
 
 /// The dissection [`crate::fingerprint`] works from, of a packet given by its parts (`data`

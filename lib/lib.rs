@@ -4,7 +4,7 @@
 //! - [`event`]: the event model (sections of a record);
 //! - [`codec`]: the framed MessagePack stream (spec in `schemas/stream.md`);
 //! - [`cli`]: what every tool shares (inputs, outputs, exit status);
-//! - [`dissect`], [`print`]: packets and events for people;
+//! - [`dissect`], [`print`]: packets and events for people; [`view`]: events read in place;
 //! - [`pcap_import`]: pcap/pcapng to stream;
 //! - [`capture`]: eBPF capture of packet events (trail-capture).
 //! - [`kfilter`]: pcap-filter expressions translated to eBPF for in-kernel selection.
@@ -31,3 +31,4 @@ pub mod sort;
 pub mod synth;
 pub mod to_parquet;
 pub mod track;
+pub mod view;

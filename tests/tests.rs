@@ -8,6 +8,7 @@ mod journeys;
 mod kfilter;
 mod kmeta;
 mod parquet;
+mod print;
 mod profiles;
 mod stream;
 mod synth;

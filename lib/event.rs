@@ -299,6 +299,20 @@ impl ProbeKind {
             ProbeKind::Unknown => "?",
         }
     }
+
+    /// The name serde gives the kind in streams and JSON (`kebab-case`), for writers that do
+    /// not go through serde.
+    pub fn serde_name(self) -> &'static str {
+        match self {
+            ProbeKind::Tracepoint => "tracepoint",
+            ProbeKind::Kprobe => "kprobe",
+            ProbeKind::Kretprobe => "kretprobe",
+            ProbeKind::Fentry => "fentry",
+            ProbeKind::Fexit => "fexit",
+            ProbeKind::PcapImport => "pcap-import",
+            ProbeKind::Unknown => "unknown",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -512,4 +526,24 @@ pub struct StackFrame {
     /// `symbol+0xoff`, when the address could be symbolized.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub symbol: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProbeKind;
+
+    #[test]
+    fn serde_names_are_what_serde_writes() {
+        for kind in [
+            ProbeKind::Tracepoint,
+            ProbeKind::Kprobe,
+            ProbeKind::Kretprobe,
+            ProbeKind::Fentry,
+            ProbeKind::Fexit,
+            ProbeKind::PcapImport,
+        ] {
+            let json = serde_json::to_string(&kind).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", kind.serde_name()));
+        }
+    }
 }

@@ -10,7 +10,7 @@
 
 use super::{Shown, Unknown};
 use crate::dissect::{ArpInfo, Dissection, EthInfo, IpInfo, L4Info, SllInfo, TunnelInfo};
-use crate::event::{Layer, Netns, ProbeKind, Skb};
+use crate::event::{Layer, Netns, Skb};
 use crate::view::{
     CommonView, ConntrackView, CtTupleView, DevView, DropView, EventView, NftView, PacketView,
     ProbeView, StackView, TrackingView,
@@ -144,22 +144,9 @@ fn common(out: &mut Vec<u8>, c: &CommonView) {
 fn probe(out: &mut Vec<u8>, p: &ProbeView) {
     let ProbeView { kind, name } = p;
     let mut o = Object::new(out);
-    o.str("kind", kind_name(*kind));
+    o.str("kind", kind.serde_name());
     o.str("name", name);
     o.end();
-}
-
-/// The names serde gives probe kinds (`kebab-case`).
-fn kind_name(kind: ProbeKind) -> &'static str {
-    match kind {
-        ProbeKind::Tracepoint => "tracepoint",
-        ProbeKind::Kprobe => "kprobe",
-        ProbeKind::Kretprobe => "kretprobe",
-        ProbeKind::Fentry => "fentry",
-        ProbeKind::Fexit => "fexit",
-        ProbeKind::PcapImport => "pcap-import",
-        ProbeKind::Unknown => "unknown",
-    }
 }
 
 fn packet(out: &mut Vec<u8>, p: &PacketView) {

@@ -832,19 +832,6 @@ impl Job {
     }
 }
 
-/// The serde name of a probe kind this build knows.
-fn kind_name(kind: ProbeKind) -> &'static str {
-    match kind {
-        ProbeKind::Tracepoint => "tracepoint",
-        ProbeKind::Kprobe => "kprobe",
-        ProbeKind::Kretprobe => "kretprobe",
-        ProbeKind::Fentry => "fentry",
-        ProbeKind::Fexit => "fexit",
-        ProbeKind::PcapImport => "pcap-import",
-        ProbeKind::Unknown => "unknown",
-    }
-}
-
 /// How many sections of [`SECTIONS`] the event holds.
 fn known_sections(event: &Event) -> usize {
     [
@@ -891,7 +878,7 @@ fn decode_row(item: Item) -> Result<Row, StreamError> {
     };
     let probe_kind = match &event.probe {
         None => None,
-        Some(p) if p.kind != ProbeKind::Unknown => Some(Cow::Borrowed(kind_name(p.kind))),
+        Some(p) if p.kind != ProbeKind::Unknown => Some(Cow::Borrowed(p.kind.serde_name())),
         Some(_) => index
             .as_ref()
             .and_then(|index| codec::decode_section::<ProbeKindText>(&item.payload, index, "probe"))

@@ -165,10 +165,10 @@ measure to-pcap "$n" "$stream" /dev/null $rel/trail-to-pcap -o "$work/events.pca
 row "trail-to-pcap -o file" "$stream" "pcapng, $(($(stat -c %s "$work/events.pcapng") / 1000000)) MB"
 to_pcap_wall=$wall
 baseline "$work/events.pcapng"
-measure tcpdump "$n" "$work/events.pcapng" /dev/null tcpdump -q -r - -w /dev/null
+measure tcpdump "$n" "$work/events.pcapng" /dev/null tcpdump -Z root -q -r - -w /dev/null
 row "peer: tcpdump -r that pcapng -w /dev/null" "$work/events.pcapng" \
 	"reads and writes packets only; $(compare "$to_pcap_wall" "$wall" trail-to-pcap)"
-measure tcpdump-filter "$n" "$work/events.pcapng" /dev/null tcpdump -q -r - -w /dev/null 'tcp port 443'
+measure tcpdump-filter "$n" "$work/events.pcapng" /dev/null tcpdump -Z root -q -r - -w /dev/null 'tcp port 443'
 row "peer: tcpdump -r that pcapng -w /dev/null 'tcp port 443'" "$work/events.pcapng" "$(compare "$pcap_wall" "$wall" "trail-filter 'pcap(...)'")"
 rm -f "$work/events.pcapng"
 

@@ -37,6 +37,6 @@ measure "trail-to-pcap -o x.pcapng events.trail" "$bin/trail-to-pcap -o $out/x.p
 measure "trail-to-pcap --format pcap events.trail > /dev/null" "$bin/trail-to-pcap --format pcap $out/events.trail > /dev/null"
 measure "trail-to-pcap --link sll2 events.trail > /dev/null" "$bin/trail-to-pcap --link sll2 $out/events.trail > /dev/null"
 measure "trail-to-pcap --last-per-journey events.trail > /dev/null" "$bin/trail-to-pcap --last-per-journey $out/events.trail > /dev/null"
-measure "tcpdump -r events.pcap -w /dev/null" "tcpdump -r $out/events.pcap -w /dev/null"
+measure "tcpdump -r events.pcap -w /dev/null" "tcpdump -Z root -r $out/events.pcap -w /dev/null"
 measure "tcpdump -r events.pcapng -w /dev/null" "tcpdump -r $out/events.pcapng -w /dev/null"
 measure "trail-from-pcap events.pcapng > /dev/null" "$bin/trail-from-pcap $out/events.pcapng > /dev/null"

@@ -246,7 +246,8 @@ pub const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";
 
 impl Features {
     /// Measures the features; `fentry_test` is a vmlinux FUNC id to try a trampoline on.
-    pub fn detect(btf: &Btf<'_>, fentry_test: Option<u32>) -> Features {
+    /// `paged`: whether to test for paged reads at tracepoints (else reported as not wanted).
+    pub fn detect(btf: &Btf<'_>, fentry_test: Option<u32>, paged: bool) -> Features {
         let kprobes = Path::new(KPROBE_PMU).exists();
         let kprobe_multi = kprobes && kallsyms_has(&["register_fprobe_ips", "register_fprobe"]);
         let trampolines = match fentry_test {
@@ -260,16 +261,18 @@ impl Features {
                     .any(|m| m.name.and_then(|n| n.to_str()) == Some("cookie"))
             });
         let paged_tracepoints = match (
+            paged,
             btf.type_by_name::<Typedef<'_>>("btf_trace_netif_receive_skb"),
             btf.type_by_name::<Func<'_>>("bpf_dynptr_from_skb"),
         ) {
-            (Some(tracepoint), Some(kfunc)) => super::kernel::tp_btf_dynptr_loads(
+            (false, _, _) => Err("--no-paged".into()),
+            (true, Some(tracepoint), Some(kfunc)) => super::kernel::tp_btf_dynptr_loads(
                 tracepoint.type_id().into(),
                 kfunc.type_id().into(),
             )
             .map_err(|e| e.to_string()),
-            (None, _) => Err("no BTF for tracepoint netif_receive_skb".into()),
-            (_, None) => Err("no kfunc bpf_dynptr_from_skb (kernel before 6.3)".into()),
+            (true, None, _) => Err("no BTF for tracepoint netif_receive_skb".into()),
+            (true, _, None) => Err("no kfunc bpf_dynptr_from_skb (kernel before 6.3)".into()),
         };
         Features {
             kprobes,

@@ -432,10 +432,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("cannot read tracepoint groups from tracefs (mount it: mount -t tracefs nodev /sys/kernel/tracing)");
     }
     let collectors = args.collectors.iter().fold(0, |mask, c| mask | c.bit());
-    let mut features = functions::Features::detect(&btf, probe::fentry_test_id(&btf));
-    if args.no_paged {
-        features.paged_tracepoints = Err("--no-paged".into());
-    }
+    let features = functions::Features::detect(&btf, probe::fentry_test_id(&btf), !args.no_paged);
     let wants_functions = specs.iter().any(|s| s.kind != event::ProbeKind::Tracepoint);
     let track_ends = collectors & C_TRACKING != 0
         && !args.no_tracking_ends

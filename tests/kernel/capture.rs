@@ -582,7 +582,10 @@ fn paged_tcp_data_is_captured_like_tcpdump() {
     let paged = run.stderr.contains("paged data at tracepoints yes");
     // Verified on 6.18 (the CI kernel); older ones may or may not allow it (measured).
     assert!(
-        paged || kernel_release() < (6, 18),
+        paged
+            || trail::capture::profile::release_version(&trail::capture::kernel::uname().1)
+                .expect("kernel release")
+                < (6, 18, 0),
         "tp_btf programs read fragments on this kernel: {}",
         run.stderr
     );
@@ -641,16 +644,6 @@ fn paged_tcp_data_is_captured_like_tcpdump() {
             "--no-paged keeps the linear part"
         );
     }
-}
-
-/// (major, minor) of the running kernel.
-fn kernel_release() -> (u32, u32) {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
-    let mut parts = release
-        .trim()
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
 /// TCP payload bytes of an Ethernet + IPv4 + TCP frame, from its headers (0 if it is not one).

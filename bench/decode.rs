@@ -5,8 +5,8 @@ fn main() -> std::process::ExitCode {
         let mut events = 0u64;
         let mut bytes = 0u64;
         trail::cli::Inputs::new(&[]).for_each_frame(|frame, input| {
-            if frame.kind == trail::codec::FrameKind::Event {
-                let event: trail::event::Event = trail::codec::decode(frame, input)?;
+            if frame.kind == trail::model::codec::FrameKind::Event {
+                let event: trail::model::event::Event = trail::model::codec::decode(frame, input)?;
                 bytes += event.packet.map_or(0, |p| p.data.0.len() as u64);
                 events += 1;
             }

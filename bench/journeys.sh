@@ -2,7 +2,7 @@
 # Benchmark trail-sort and trail-track (not a test). Usage: bench/journeys.sh [EVENTS] [DIR]
 # Needs release binaries and the synthetic generator
 # (cargo build --release --bin trail-sort --bin trail-track --example synth) and GNU time.
-# Inputs come from bench/synth.rs (`trail::synth`: journeys of 5-20 events, ~680 bytes per
+# Inputs come from bench/synth.rs (`trail::model::synth`: journeys of 5-20 events, ~680 bytes per
 # event); they are written to DIR (default target/bench-journeys, ~0.7 GB per million events)
 # and deleted at the end unless KEEP=1.
 # Prints one line per run: wall seconds, CPU seconds (user+sys), events/s of wall time, peak RSS.

@@ -4,8 +4,8 @@
 //! stream, sortable with a plain byte comparison (`LC_ALL=C sort`).
 use std::io::Write;
 
-use trail::codec::{decode_section, Frame, FrameKind, RawMap};
-use trail::event::{Common, Tracking};
+use trail::model::codec::{decode_section, Frame, FrameKind, RawMap};
+use trail::model::event::{Common, Tracking};
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

@@ -2,7 +2,7 @@
 # `make bench`: every stream stage and the capture, each against a baseline measured in the same
 # run (these machines are shared and noisy: compare ratios, not absolute times, between runs).
 #
-# 1. Streams from the one generator (examples/synth, `trail::synth`): N events (default 1M) with
+# 1. Streams from the one generator (examples/synth, `trail::model::synth`): N events (default 1M) with
 #    kernel tracking ids, and the same N without ids (input of trail-track).
 # 2. Each stage on the N-event stream: wall and CPU seconds, events/s, MB/s of its input, peak
 #    RSS, and its time as a multiple of `cat` of the same input. Peers on the same events: jq

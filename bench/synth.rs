@@ -1,4 +1,4 @@
-//! Writes a deterministic synthetic trail stream to stdout (see `trail::synth`).
+//! Writes a deterministic synthetic trail stream to stdout (see `trail::model::synth`).
 //!
 //! Usage: synth EVENTS [SEED] [SNAPLEN] [--no-tracking] [--disorder P]
 //! `--no-tracking` leaves out the `tracking` section (input for trail-track); `--disorder P`
@@ -7,7 +7,7 @@ use std::io::Write;
 
 fn main() -> std::process::ExitCode {
     trail::cli::run_tool("synth", || {
-        let mut config = trail::synth::SynthConfig::default();
+        let mut config = trail::model::synth::SynthConfig::default();
         let mut positional = Vec::new();
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -30,8 +30,8 @@ fn main() -> std::process::ExitCode {
         let events = number(0, 1_000_000)?;
         config.seed = number(1, 1)?;
         config.snaplen = number(2, 256)? as usize;
-        let synth = trail::synth::Synth::new(config);
-        let mut out = trail::codec::Writer::new(std::io::stdout().lock());
+        let synth = trail::model::synth::Synth::new(config);
+        let mut out = trail::model::codec::Writer::new(std::io::stdout().lock());
         out.write_header(&synth.header())?;
         for event in synth.take(events as usize) {
             out.write_event(&event)?;

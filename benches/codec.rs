@@ -1,7 +1,7 @@
 //! Microbenchmarks of the stream codec (`cargo bench --bench codec`): reading and writing frames,
 //! indexing a record with `RawMap`, splicing one section, and decoding/encoding typed events.
 //!
-//! Inputs are synthetic events (`trail::synth`, seed 1, 256-byte snaplen), built once. Each
+//! Inputs are synthetic events (`trail::model::synth`, seed 1, 256-byte snaplen), built once. Each
 //! benchmark processes a whole batch per iteration and reports items (events) and bytes per
 //! second, so the numbers compare directly with the per-stage rates of `bench/run.sh`.
 
@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 
 use divan::counter::{BytesCount, ItemsCount};
 use divan::{black_box, Bencher};
-use trail::codec::{self, Frame, FrameKind, RawMap, Reader, Writer};
-use trail::event::Event;
+use trail::model::codec::{self, Frame, FrameKind, RawMap, Reader, Writer};
+use trail::model::event::Event;
 
 /// Events per batch: enough to leave caches warm but not trivially so (about 700 KB).
 const BATCH: usize = 1000;
@@ -28,7 +28,7 @@ struct Corpus {
 fn corpus() -> &'static Corpus {
     static CORPUS: OnceLock<Corpus> = OnceLock::new();
     CORPUS.get_or_init(|| {
-        let synth = trail::synth::Synth::new(trail::synth::SynthConfig::default());
+        let synth = trail::model::synth::Synth::new(trail::model::synth::SynthConfig::default());
         let header = synth.header();
         let events: Vec<Event> = synth.take(BATCH).collect();
         let payloads = events

@@ -2,16 +2,16 @@
 //! hot_paths`): packet dissection (trail-print, trail-track, trail-to-parquet) and filter
 //! evaluation on raw payloads (trail-filter), with a field predicate and with `pcap()`.
 //!
-//! Inputs are synthetic events (`trail::synth`, seed 1, 256-byte snaplen), built once; every
+//! Inputs are synthetic events (`trail::model::synth`, seed 1, 256-byte snaplen), built once; every
 //! benchmark processes the whole batch per iteration and reports events per second.
 
 use std::sync::OnceLock;
 
 use divan::counter::ItemsCount;
 use divan::{black_box, Bencher};
-use trail::codec;
-use trail::event::{Event, Packet};
 use trail::filter::{Matcher, SectionContext};
+use trail::model::codec;
+use trail::model::event::{Event, Packet};
 
 const BATCH: usize = 1000;
 
@@ -22,7 +22,7 @@ fn main() {
 fn events() -> &'static [Event] {
     static EVENTS: OnceLock<Vec<Event>> = OnceLock::new();
     EVENTS.get_or_init(|| {
-        trail::synth::Synth::new(trail::synth::SynthConfig::default())
+        trail::model::synth::Synth::new(trail::model::synth::SynthConfig::default())
             .take(BATCH)
             .collect()
     })
@@ -48,7 +48,7 @@ fn dissect(bencher: Bencher) {
     let packets: Vec<&Packet> = events().iter().filter_map(|e| e.packet.as_ref()).collect();
     bencher.counter(ItemsCount::new(packets.len())).bench(|| {
         for packet in &packets {
-            black_box(trail::dissect::dissect(packet));
+            black_box(trail::model::dissect::dissect(packet));
         }
     });
 }

@@ -55,7 +55,7 @@ fn main() -> std::process::ExitCode {
             (Some(expr), _) => Some(expr),
             (None, false) => None,
             (None, true) => Some(positional.next().ok_or_else(|| {
-                trail::error::UsageError("missing EXPR (see trail-filter --help)".into())
+                trail::model::error::UsageError("missing EXPR (see trail-filter --help)".into())
             })?),
         };
         trail::filter::run(trail::filter::Options {

@@ -7,10 +7,10 @@ use clap::Parser;
 #[command(name = "trail-from-pcap", version)]
 struct Cli {
     #[command(flatten)]
-    args: trail::pcap_import::ImportArgs,
+    args: trail::pcap::import::ImportArgs,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    trail::cli::run_tool("trail-from-pcap", || trail::pcap_import::run(&cli.args))
+    trail::cli::run_tool("trail-from-pcap", || trail::pcap::import::run(&cli.args))
 }

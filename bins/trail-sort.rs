@@ -2,8 +2,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use trail::journey::{parse_duration, parse_size};
-use trail::sort::{Options, SummaryFormat, DEFAULT_MEMORY};
+use trail::journeys::merge::{parse_duration, parse_size};
+use trail::journeys::sort::{Options, SummaryFormat, DEFAULT_MEMORY};
 
 /// Group events into journeys: journeys by first sighting, events by time, each event's
 /// `tracking.index` set. Several inputs merge on wall-clock time. Files are sorted exactly
@@ -41,7 +41,7 @@ struct Args {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     trail::cli::run_tool("trail-sort", || {
-        trail::sort::run(Options {
+        trail::journeys::sort::run(Options {
             inputs: args.inputs,
             output: args.output,
             window: args.window,

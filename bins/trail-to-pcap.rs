@@ -1,7 +1,7 @@
-//! trail-to-pcap: a trail stream as pcapng or pcap (see `trail::pcap_export`).
+//! trail-to-pcap: a trail stream as pcapng or pcap (see `trail::pcap::export`).
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let args = trail::pcap_export::Args::parse();
-    trail::cli::run_tool("trail-to-pcap", || trail::pcap_export::run(args))
+    let args = trail::pcap::export::Args::parse();
+    trail::cli::run_tool("trail-to-pcap", || trail::pcap::export::run(args))
 }

@@ -2,8 +2,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use trail::journey::parse_duration;
-use trail::track::{
+use trail::journeys::merge::parse_duration;
+use trail::journeys::track::{
     Options, DEFAULT_HOST_WINDOW, DEFAULT_IDLE, DEFAULT_LINK_WINDOW, DEFAULT_MAX_JOURNEYS,
     DEFAULT_WINDOW,
 };
@@ -40,7 +40,7 @@ struct Args {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     trail::cli::run_tool("trail-track", || {
-        trail::track::run(Options {
+        trail::journeys::track::run(Options {
             inputs: args.inputs,
             output: args.output,
             window: args.window,

@@ -1,34 +1,24 @@
 //! trail: trace packets through the Linux networking stack and take the trace apart with
-//! pipelines. Every tool in `bins/` is a thin wrapper over a module here.
+//! pipelines. Every tool in `bins/` is a thin wrapper over a module here. The folders are the
+//! layers (`docs/architecture.md`); a module uses only its own layer and the ones listed before
+//! it:
 //!
-//! - [`event`]: the event model (sections of a record);
-//! - [`codec`]: the framed MessagePack stream (spec in `schemas/stream.md`);
-//! - [`cli`]: what every tool shares (inputs, outputs, exit status);
-//! - [`dissect`], [`print`]: packets and events for people; [`view`]: events read in place;
-//! - [`pcap_import`]: pcap/pcapng to stream;
-//! - [`capture`]: eBPF capture of packet events (trail-capture).
-//! - [`kfilter`]: pcap-filter expressions translated to eBPF for in-kernel selection.
+//! - [`model`]: what a stream is: the event model, the framed MessagePack codec, borrowed views,
+//!   typed errors, packet dissection and the packet fingerprint.
+//! - [`cli`]: what every tool shares: the exit helper, inputs, outputs, argument parsers.
+//! - [`print`]: events for people (text and JSON lines); `trail-print`.
 //! - [`filter`]: selecting events by expression (`trail-filter`).
-//! - [`journey`], [`sort`], [`track`], [`extsort`]: journeys (trail-sort, trail-track).
-//! - [`pcap_export`], [`pcap_import`]: stream to pcap/pcapng and back.
-//! - [`to_parquet`]: stream to Parquet files and datasets.
+//! - [`journeys`]: journeys: merging inputs, `trail-sort`, `trail-track`, the external sort.
+//! - [`pcap`]: stream to pcap/pcapng and back (`trail-to-pcap`, `trail-from-pcap`).
+//! - [`to_parquet`]: stream to Parquet files and datasets (`trail-to-parquet`).
+//! - [`capture`], [`kfilter`]: eBPF capture (`trail-capture`) and its in-kernel selection.
 
 pub mod capture;
 pub mod cli;
-pub mod codec;
-pub mod dissect;
-pub mod error;
-pub mod event;
-pub mod extsort;
 pub mod filter;
-pub mod fingerprint;
-pub mod journey;
+pub mod journeys;
 pub mod kfilter;
-pub mod pcap_export;
-pub mod pcap_import;
+pub mod model;
+pub mod pcap;
 pub mod print;
-pub mod sort;
-pub mod synth;
 pub mod to_parquet;
-pub mod track;
-pub mod view;

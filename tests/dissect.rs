@@ -9,8 +9,8 @@ use etherparse::{Ipv4Header, PacketBuilder};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::DataLink;
 use proptest::prelude::*;
-use trail::dissect::{dissect, Dissection};
-use trail::event::{linktype, Bytes, Layer, Packet};
+use trail::model::dissect::{dissect, Dissection};
+use trail::model::event::{linktype, Bytes, Layer, Packet};
 
 const MAC_A: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x0a];
 const MAC_B: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x0b];

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use trail::codec::{self, Frame, FrameKind, RawMap, Writer};
-use trail::event::{
+use trail::model::codec::{self, Frame, FrameKind, RawMap, Writer};
+use trail::model::event::{
     linktype, Common, Conntrack, Dev, Drop, Event, Header, Layer, Lost, Netns, Probe, ProbeKind,
     Skb, Stack, StackFrame, Stage, Tracking, Trailer,
 };

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use trail::codec::{FrameKind, RawMap};
-use trail::event::{Drop, Event, Skb, Tracking};
+use trail::model::codec::{FrameKind, RawMap};
+use trail::model::event::{Drop, Event, Skb, Tracking};
 
 use crate::common::{self, event, events, frames, header, run, run_ok, stream};
 
@@ -184,7 +184,8 @@ fn sort_orders_interleaved_journeys_streaming_and_exact() {
     );
     // The header is the input's with this stage appended, and no sources for one section.
     let out_frames = frames(&from_file);
-    let header: trail::event::Header = trail::codec::decode(&out_frames[0], "out").expect("header");
+    let header: trail::model::event::Header =
+        trail::model::codec::decode(&out_frames[0], "out").expect("header");
     assert_eq!(
         header.pipeline.last().map(|s| s.tool.as_str()),
         Some("trail-sort")
@@ -203,13 +204,13 @@ fn sort_keeps_every_other_byte() {
         .map(|f| f.payload)
         .collect();
     for frame in frames(&output).into_iter().skip(1) {
-        let event: Event = trail::codec::decode(&frame, "out").expect("event");
+        let event: Event = trail::model::codec::decode(&frame, "out").expect("event");
         let expected = match event.tracking.as_ref().and_then(|t| t.index) {
             Some(index) => inputs
                 .iter()
                 .position(|p| {
                     let mut spliced = Vec::new();
-                    trail::sort::set_index(p, index, &mut spliced).is_ok()
+                    trail::journeys::sort::set_index(p, index, &mut spliced).is_ok()
                         && spliced == frame.payload
                 })
                 .expect("output event is an input event with tracking.index spliced in"),
@@ -262,12 +263,12 @@ fn sort_window_emits_idle_journeys_before_the_end() {
 /// Events decoded from the start of a stream that may still be growing (a live pipe): every
 /// complete event frame, stopping at the first incomplete one.
 fn complete_events(bytes: &[u8]) -> Vec<Event> {
-    let mut reader = trail::codec::Reader::new(bytes, "live");
-    let mut frame = trail::codec::Frame::default();
+    let mut reader = trail::model::codec::Reader::new(bytes, "live");
+    let mut frame = trail::model::codec::Frame::default();
     let mut out = Vec::new();
     while let Ok(true) = reader.next_frame(&mut frame) {
         if frame.kind == FrameKind::Event {
-            out.push(trail::codec::decode(&frame, "live").expect("event decodes"));
+            out.push(trail::model::codec::decode(&frame, "live").expect("event decodes"));
         }
     }
     out
@@ -473,11 +474,11 @@ proptest! {
         assert_sorted(&out, input_events.len());
         let mut pool: Vec<Vec<u8>> = frames(&input).into_iter().skip(1).map(|f| f.payload).collect();
         for frame in frames(&output).into_iter().skip(1) {
-            let event: Event = trail::codec::decode(&frame, "out").expect("event");
+            let event: Event = trail::model::codec::decode(&frame, "out").expect("event");
             let original = match event.tracking.as_ref().and_then(|t| t.index) {
                 Some(index) => pool.iter().position(|p| {
                     let mut spliced = Vec::new();
-                    trail::sort::set_index(p, index, &mut spliced).is_ok() && spliced == frame.payload
+                    trail::journeys::sort::set_index(p, index, &mut spliced).is_ok() && spliced == frame.payload
                 }),
                 None => pool.iter().position(|p| *p == frame.payload),
             };
@@ -765,7 +766,8 @@ fn track_keeps_kernel_ids_and_bytes() {
     for (a, b) in inp.iter().zip(&out).skip(1) {
         assert_eq!(a.payload, b.payload);
     }
-    let header: trail::event::Header = trail::codec::decode(&out[0], "out").expect("header");
+    let header: trail::model::event::Header =
+        trail::model::codec::decode(&out[0], "out").expect("header");
     assert_eq!(
         header.pipeline.last().map(|s| s.tool.as_str()),
         Some("trail-track")
@@ -817,7 +819,8 @@ fn two_hosts_on_different_clocks_merge_and_link() {
         1,
         "one section"
     );
-    let header: trail::event::Header = trail::codec::decode(&out_frames[0], "out").expect("header");
+    let header: trail::model::event::Header =
+        trail::model::codec::decode(&out_frames[0], "out").expect("header");
     assert_eq!(header.host, "alpha");
     assert_eq!(header.clock.realtime_offset_ns, 1000 * s as i64);
     let sources: Vec<serde_json::Value> = {

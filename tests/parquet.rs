@@ -17,8 +17,8 @@ use etherparse::PacketBuilder;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde_json::{json, Map, Value};
-use trail::codec::{RawMap, Writer};
-use trail::event::*;
+use trail::model::codec::{RawMap, Writer};
+use trail::model::event::*;
 
 use crate::common::{self, bin, run, run_ok};
 
@@ -365,7 +365,7 @@ fn merged(mut a: Map<String, Value>, b: Map<String, Value>) -> Map<String, Value
 /// Adds an unknown section to an encoded event, as a newer producer would.
 fn with_section(event: &Event, key: &str, value: &[u8]) -> Vec<u8> {
     let mut payload = Vec::new();
-    trail::codec::encode(event, &mut payload);
+    trail::model::codec::encode(event, &mut payload);
     let index = RawMap::parse(&payload).expect("map");
     let mut out = Vec::new();
     index.with_entry(&payload, key, value, &mut out);
@@ -418,7 +418,7 @@ fn round_trip_input() -> (Vec<u8>, Vec<Map<String, Value>>) {
         c.tid = tid;
     }
     let mut future = Vec::new();
-    trail::codec::encode(&json!({"answer": 42, "name": "z"}), &mut future);
+    trail::model::codec::encode(&json!({"answer": 42, "name": "z"}), &mut future);
     let payload = with_section(&plain, "future", &future);
     let mut bin = Vec::new();
     rmp::encode::write_bin(&mut bin, &[0xde, 0xad]).expect("bin");
@@ -426,7 +426,7 @@ fn round_trip_input() -> (Vec<u8>, Vec<Map<String, Value>>) {
     let mut payload2 = Vec::new();
     index.with_entry(&payload, "blob", &bin, &mut payload2);
     writer
-        .write_frame(trail::codec::FrameKind::Event, &payload2)
+        .write_frame(trail::model::codec::FrameKind::Event, &payload2)
         .expect("event");
     expected.push(
         json!({"time": 3_500 + OFFSET_A, "timestamp_mono_ns": 3_500, "host": "alpha",
@@ -445,10 +445,10 @@ fn round_trip_input() -> (Vec<u8>, Vec<Map<String, Value>>) {
         c.tid = tid;
     }
     let mut probe = Vec::new();
-    trail::codec::encode(&json!({"kind": "uprobe", "name": "some_fn"}), &mut probe);
+    trail::model::codec::encode(&json!({"kind": "uprobe", "name": "some_fn"}), &mut probe);
     let payload = with_section(&newer, "probe", &probe);
     writer
-        .write_frame(trail::codec::FrameKind::Event, &payload)
+        .write_frame(trail::model::codec::FrameKind::Event, &payload)
         .expect("event");
     expected.push(
         json!({"time": 4_200 + OFFSET_A, "timestamp_mono_ns": 4_200, "host": "alpha",
@@ -717,7 +717,7 @@ fn two_host_stream(events: usize, seed: u64) -> (Vec<u8>, Vec<(String, i64, Even
     let mut writer = Writer::new(Vec::new());
     let mut all = Vec::new();
     for (host, seed) in [("alpha", seed), ("beta", seed + 1)] {
-        let synth = trail::synth::Synth::new(trail::synth::SynthConfig {
+        let synth = trail::model::synth::Synth::new(trail::model::synth::SynthConfig {
             seed,
             ..Default::default()
         });
@@ -811,7 +811,7 @@ fn truncated_inputs() -> Vec<(&'static str, Vec<u8>)> {
         &[common::event(1, "p", None), common::event(2, "p", None)],
     );
     let mut payload = Vec::new();
-    trail::codec::encode(
+    trail::model::codec::encode(
         &json!({"common": {"timestamp": 3}, "skb": "not a map"}),
         &mut payload,
     );
@@ -1035,7 +1035,7 @@ fn duckdb_runs_the_documented_queries() {
     for (host, _, e) in &events {
         let id = e.tracking.as_ref().expect("tracking").id();
         let packet = e.packet.as_ref().expect("packet");
-        let src = trail::dissect::dissect(packet).ip.expect("ip").src;
+        let src = trail::model::dissect::dissect(packet).ip.expect("ip").src;
         journeys.insert((host.clone(), id), (src, packet.len));
     }
     let mut talkers: HashMap<String, (i64, i64)> = HashMap::new();
@@ -1164,5 +1164,5 @@ print(json.dumps({"duckdb": duck, "dates": dates, "pyarrow": arrow, "rows": tabl
 }
 
 fn hex(bytes: &[u8]) -> String {
-    trail::event::hex(bytes)
+    trail::model::event::hex(bytes)
 }

@@ -1,14 +1,14 @@
 //! trail-print's fast paths against serde, the decoder and JSON writer of record: the borrowed
-//! event view (`trail::view`) must mean what serde's decode means, and the JSON lines must be
+//! event view (`trail::model::view`) must mean what serde's decode means, and the JSON lines must be
 //! the bytes serde_json writes for a `Value` built from the owned event.
 
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use trail::codec::{self, RawMap};
-use trail::event::*;
+use trail::model::codec::{self, RawMap};
+use trail::model::event::*;
+use trail::model::view::EventView;
 use trail::print::{Format, PrintOptions, Printer};
-use trail::view::EventView;
 
 /// Strings as producers may write them, awkward ones included (quotes, control characters,
 /// non-ASCII) so that escaping and case folding are exercised.
@@ -70,11 +70,11 @@ fn arb_packet() -> impl Strategy<Value = Packet> {
             linktype,
         });
     let real = (1u64..1000, 0usize..40).prop_map(|(seed, skip)| {
-        let config = trail::synth::SynthConfig {
+        let config = trail::model::synth::SynthConfig {
             seed,
             ..Default::default()
         };
-        trail::synth::Synth::new(config)
+        trail::model::synth::Synth::new(config)
             .nth(skip)
             .and_then(|e| e.packet)
             .unwrap_or_default()
@@ -300,7 +300,7 @@ fn reference_json(
         object.insert("time".into(), serde_json::Value::String(time));
     }
     if let Some(packet) = &event.packet {
-        let parsed = serde_json::to_value(trail::dissect::dissect(packet)).unwrap();
+        let parsed = serde_json::to_value(trail::model::dissect::dissect(packet)).unwrap();
         object.insert("parsed".into(), parsed);
     }
     if let Some(fields) = fields {
@@ -414,7 +414,7 @@ proptest! {
 /// The same on the synthetic stream the benchmarks print (real packets, conntrack, drops).
 #[test]
 fn json_of_synthetic_events_is_what_serde_writes() {
-    let synth = trail::synth::Synth::new(trail::synth::SynthConfig {
+    let synth = trail::model::synth::Synth::new(trail::model::synth::SynthConfig {
         seed: 7,
         ..Default::default()
     });

@@ -4,8 +4,8 @@
 use std::process::{Command, Stdio};
 
 use proptest::prelude::*;
-use trail::codec::{self, Frame, FrameKind, RawMap, Reader, Writer};
-use trail::event::*;
+use trail::model::codec::{self, Frame, FrameKind, RawMap, Reader, Writer};
+use trail::model::event::*;
 
 use crate::common::{self, bin, run, run_ok};
 
@@ -557,7 +557,7 @@ fn from_pcap_matches_tcpdump() {
             );
             assert_eq!(packet.len, *len, "{name} packet {i}: original length");
             assert_eq!(
-                trail::event::hex(&packet.data.0),
+                trail::model::event::hex(&packet.data.0),
                 *hex,
                 "{name} packet {i}: bytes"
             );

@@ -1,16 +1,16 @@
-//! The benchmark generator (`trail::synth`): the shape its module doc promises (journeys of 5–20
+//! The benchmark generator (`trail::model::synth`): the shape its module doc promises (journeys of 5–20
 //! events ending in a drop or a consume, 60–1500-byte packets, drops, conntrack, reused buffers),
 //! determinism by seed, its options, and a cross-check with trail-track: given the same events
 //! without ids, trail-track must find exactly the journeys the generator made.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use trail::event::Event;
-use trail::synth::{Synth, SynthConfig};
+use trail::model::event::Event;
+use trail::model::synth::{Synth, SynthConfig};
 
 use crate::common::{events, run_ok, stream};
 
-fn generate(config: SynthConfig, n: usize) -> (trail::event::Header, Vec<Event>) {
+fn generate(config: SynthConfig, n: usize) -> (trail::model::event::Header, Vec<Event>) {
     let synth = Synth::new(config);
     let header = synth.header();
     (header, synth.take(n).collect())
@@ -72,7 +72,7 @@ fn journeys_packets_drops_and_ct_have_the_documented_shape() {
             packet.data.0.len(),
             (packet.len as usize).min(config.snaplen)
         );
-        let parsed = trail::dissect::dissect(packet);
+        let parsed = trail::model::dissect::dissect(packet);
         let l4 = parsed.l4.as_ref().expect("transport header dissected");
         assert!(parsed.error.is_none(), "{:?}", parsed.error);
         assert!(l4.proto == "udp" || l4.proto == "tcp", "{}", l4.proto);

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use etherparse::PacketBuilder;
-use trail::event::{self, Bytes, Dev, Drop, Event, Layer, Netns, Packet, Skb, Tracking};
+use trail::model::event::{self, Bytes, Dev, Drop, Event, Layer, Netns, Packet, Skb, Tracking};
 
 use crate::common::{self, header, run, run_ok, stream};
 
@@ -786,15 +786,15 @@ fn round_trip_through_from_pcap_is_lossless() {
     ] {
         let pcap = run_ok("trail-to-pcap", args, &input);
         let back = common::frames(&run_ok("trail-from-pcap", &[], &pcap));
-        let kinds = |frames: &[trail::codec::Frame]| -> Vec<trail::codec::FrameKind> {
+        let kinds = |frames: &[trail::model::codec::Frame]| -> Vec<trail::model::codec::FrameKind> {
             frames.iter().map(|f| f.kind).collect()
         };
         // The event without packet bytes is the only thing missing.
-        let with_packets: Vec<&trail::codec::Frame> = original
+        let with_packets: Vec<&trail::model::codec::Frame> = original
             .iter()
             .filter(|f| {
-                f.kind != trail::codec::FrameKind::Event
-                    || trail::codec::decode::<Event>(f, "t")
+                f.kind != trail::model::codec::FrameKind::Event
+                    || trail::model::codec::decode::<Event>(f, "t")
                         .expect("event")
                         .packet
                         .is_some()
@@ -806,12 +806,12 @@ fn round_trip_through_from_pcap_is_lossless() {
             "{args:?}: same sections and events"
         );
         for (old, new) in with_packets.iter().zip(&back) {
-            if new.kind == trail::codec::FrameKind::Event {
+            if new.kind == trail::model::codec::FrameKind::Event {
                 assert_eq!(old.payload, new.payload, "{args:?}: event bytes");
                 continue;
             }
-            let old_header: event::Header = trail::codec::decode(old, "t").expect("header");
-            let new_header: event::Header = trail::codec::decode(new, "t").expect("header");
+            let old_header: event::Header = trail::model::codec::decode(old, "t").expect("header");
+            let new_header: event::Header = trail::model::codec::decode(new, "t").expect("header");
             let stages: Vec<&str> = new_header
                 .pipeline
                 .iter()

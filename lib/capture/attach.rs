@@ -26,8 +26,8 @@ use libbpf_rs::{KprobeMultiOpts, KprobeOpts, Link, MapCore, OpenObject, RawTrace
 use super::bpf::{CaptureSkel, CaptureSkelBuilder, OpenCaptureSkel};
 use super::functions::Features;
 use super::probe::{Probe, Target};
-use crate::error::UsageError;
-use crate::event::ProbeKind;
+use crate::model::error::UsageError;
+use crate::model::event::ProbeKind;
 
 /// `fixed_probe` when the cookie tells the probe (`TRAIL_NO_PROBE`).
 pub const NO_PROBE: u32 = u32::MAX;

@@ -184,7 +184,7 @@ pub fn kernel_functions() -> anyhow::Result<Vec<Function>> {
     let vmlinux = RawBtf::parse(&dir.join("vmlinux"), None).ok_or_else(|| {
         anyhow::anyhow!(
             "cannot read the kernel BTF at {}",
-            super::probe::VMLINUX_BTF
+            super::kernel::VMLINUX_BTF
         )
     })?;
     let mut out = Vec::new();
@@ -212,7 +212,7 @@ pub fn kernel_functions() -> anyhow::Result<Vec<Function>> {
 /// `None` when tracefs cannot be read). A name listed twice (static functions of two files)
 /// cannot be probed by name without ambiguity.
 pub fn traceable() -> Option<HashMap<String, u32>> {
-    super::probe::with_tracefs(|dir| {
+    super::kernel::with_tracefs(|dir| {
         let text = fs::read_to_string(dir.join("available_filter_functions"))?;
         let mut names: HashMap<String, u32> = HashMap::new();
         for line in text.lines() {

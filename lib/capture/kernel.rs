@@ -1,14 +1,16 @@
 //! What trail-capture asks of the running kernel outside BPF: privileges, identity (host,
 //! release, clocks), kernel symbols for stacks, and capability probes for error messages.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::fs;
 use std::io::{self, BufRead};
+use std::path::Path;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
+use libbpf_rs::btf::Btf;
 use libbpf_rs::libbpf_sys;
 
-use crate::error::UsageError;
+use crate::model::error::UsageError;
 
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
@@ -198,4 +200,47 @@ fn tracing_program_loads(
     // SAFETY: `fd` is a program fd we own and close once.
     unsafe { libc::close(fd) };
     Ok(())
+}
+
+/// Runs `f` on the tracefs directory. Mounts tracefs on a private temporary directory when it
+/// is not mounted anywhere (and unmounts it), so the host's mounts are left as they were.
+pub fn with_tracefs<T>(f: impl FnOnce(&Path) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        if Path::new(dir).join("events").is_dir() {
+            return f(Path::new(dir));
+        }
+    }
+    let temp = tempfile::Builder::new()
+        .prefix("trail-tracefs-")
+        .tempdir()?;
+    let target = CString::new(temp.path().as_os_str().as_encoded_bytes())?;
+    let fstype = CString::new("tracefs")?;
+    // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        bail!("cannot mount tracefs: {}", std::io::Error::last_os_error());
+    }
+    let result = f(temp.path());
+    // SAFETY: `target` is a valid NUL-terminated path we mounted above.
+    unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    result
+}
+
+/// The `btf` file this module reads (for error messages and the BTF check).
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Opens the kernel BTF, with a clear error when the kernel has none.
+pub fn kernel_btf() -> anyhow::Result<Btf<'static>> {
+    if !Path::new(VMLINUX_BTF).exists() {
+        bail!("this kernel has no BTF ({VMLINUX_BTF} is missing; CONFIG_DEBUG_INFO_BTF is needed)");
+    }
+    Btf::from_vmlinux().with_context(|| format!("cannot read the kernel BTF at {VMLINUX_BTF}"))
 }

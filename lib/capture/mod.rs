@@ -42,8 +42,11 @@ use self::bpf::types;
 use self::probe::{Probe, ProbeSpec, Target};
 use self::record::Decoder;
 use crate::cli::{self, Output};
-use crate::error::UsageError;
-use crate::event::{self, Clock, Header, Lost, ProbeTotals, Trailer, FORMAT_MAJOR, FORMAT_MINOR};
+use crate::model::error::UsageError;
+use crate::model::event::{
+    self, Clock, Header, Lost, ProbeTotals, Trailer, FORMAT_MAJOR, FORMAT_MINOR,
+};
+use crate::print;
 
 /// Probes per run (`TRAIL_MAX_PROBES` in `bpf/include/capture.h`).
 pub const MAX_PROBES: usize = 1024;
@@ -280,7 +283,7 @@ fn list_probes(pattern: &str) -> anyhow::Result<()> {
         }
         return Ok(out.flush()?);
     }
-    let btf = probe::kernel_btf()?;
+    let btf = kernel::kernel_btf()?;
     let all = probe::tracepoints(&btf)?;
     for tp in all
         .iter()
@@ -426,7 +429,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     kernel::check_privileges()?;
     // Early: a SIGINT while loading (seconds on a slow machine) is a clean stop too.
     install_signal_handlers();
-    let btf = probe::kernel_btf()?;
+    let btf = kernel::kernel_btf()?;
     let all = probe::tracepoints(&btf)?;
     if all.iter().all(|tp| tp.group.is_empty()) {
         anyhow::bail!("cannot read tracepoint groups from tracefs (mount it: mount -t tracefs nodev /sys/kernel/tracing)");
@@ -493,7 +496,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     drop(btf);
     drop(kernel_functions);
-    let output = Output::create(args.output.as_deref())?;
+    let output = Output::create(args.output.as_deref(), print::terminal)?;
     let text = output.is_text();
 
     // Load: only the programs the probes use, with the record size --snaplen asks for.

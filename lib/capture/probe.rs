@@ -7,17 +7,18 @@
 //! tracepoint with a `struct sk_buff *` argument is a valid probe.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CString;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use libbpf_rs::btf::types::{Enum, Enum64, FuncProto, Ptr, Typedef};
 use libbpf_rs::btf::{Btf, BtfKind, BtfType, ReferencesType};
 
 use super::functions::{Features, Function, KPROBE_PMU};
-use crate::error::UsageError;
-use crate::event::ProbeKind;
+use super::kernel::with_tracefs;
+use crate::model::error::UsageError;
+use crate::model::event::ProbeKind;
+use crate::model::probe::END_OF_LIFE_TRACEPOINTS;
 
 /// One `-p` argument, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,7 +165,7 @@ impl Probe {
 
     /// Whether the kernel frees the skb right after this tracepoint (ends its tracking id).
     pub fn frees_skb(&self) -> bool {
-        matches!(&self.target, Target::Tracepoint(tp) if matches!(tp.name.as_str(), "kfree_skb" | "consume_skb"))
+        matches!(&self.target, Target::Tracepoint(tp) if END_OF_LIFE_TRACEPOINTS.contains(&tp.name.as_str()))
     }
 
     pub fn is_internal(&self) -> bool {
@@ -227,38 +228,6 @@ fn points_to_struct(ty: BtfType<'_>, name: &str) -> bool {
 /// Tracepoint name → group, from tracefs.
 fn tracefs_groups() -> anyhow::Result<BTreeMap<String, String>> {
     with_tracefs(|dir| read_groups(&dir.join("events")))
-}
-
-/// Runs `f` on the tracefs directory. Mounts tracefs on a private temporary directory when it
-/// is not mounted anywhere (and unmounts it), so the host's mounts are left as they were.
-pub fn with_tracefs<T>(f: impl FnOnce(&Path) -> anyhow::Result<T>) -> anyhow::Result<T> {
-    for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
-        if Path::new(dir).join("events").is_dir() {
-            return f(Path::new(dir));
-        }
-    }
-    let temp = tempfile::Builder::new()
-        .prefix("trail-tracefs-")
-        .tempdir()?;
-    let target = CString::new(temp.path().as_os_str().as_encoded_bytes())?;
-    let fstype = CString::new("tracefs")?;
-    // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
-    let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        bail!("cannot mount tracefs: {}", std::io::Error::last_os_error());
-    }
-    let result = f(temp.path());
-    // SAFETY: `target` is a valid NUL-terminated path we mounted above.
-    unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-    result
 }
 
 fn read_groups(events: &Path) -> anyhow::Result<BTreeMap<String, String>> {
@@ -640,17 +609,6 @@ pub fn enum_names(btf: &Btf<'_>, enum_name: &str, prefix: &str) -> BTreeMap<u64,
         }
     }
     names
-}
-
-/// The `btf` file this module reads (for error messages and the BTF check).
-pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
-
-/// Opens the kernel BTF, with a clear error when the kernel has none.
-pub fn kernel_btf() -> anyhow::Result<Btf<'static>> {
-    if !PathBuf::from(VMLINUX_BTF).exists() {
-        bail!("this kernel has no BTF ({VMLINUX_BTF} is missing; CONFIG_DEBUG_INFO_BTF is needed)");
-    }
-    Btf::from_vmlinux().with_context(|| format!("cannot read the kernel BTF at {VMLINUX_BTF}"))
 }
 
 #[cfg(test)]

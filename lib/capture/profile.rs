@@ -30,8 +30,8 @@ use serde::Deserialize;
 
 use super::probe::ProbeSpec;
 use super::{Args, Collector};
-use crate::error::UsageError;
-use crate::event::ProbeKind;
+use crate::model::error::UsageError;
+use crate::model::event::ProbeKind;
 
 /// Profiles shipped with trail (`profiles/*.yaml`), compiled in.
 const SHIPPED: &[(&str, &str)] = &[

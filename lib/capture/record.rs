@@ -12,7 +12,7 @@ use anyhow::bail;
 use super::bpf::types::{trail_ct_tuple, trail_event};
 use super::kernel::Kallsyms;
 use super::probe::Probe;
-use crate::event::{
+use crate::model::event::{
     linktype, Bytes, Common, Conntrack, CtTuple, Dev, Drop, Event, Layer, Netns, Packet,
     Probe as ProbeSection, Skb, Stack, StackFrame, Tracking,
 };
@@ -357,7 +357,7 @@ fn c_string(raw: &[i8]) -> String {
 mod tests {
     use super::*;
     use crate::capture::probe::{Target, Tracepoint};
-    use crate::event::ProbeKind;
+    use crate::model::event::ProbeKind;
 
     fn decoder() -> Decoder {
         let probe = Probe {

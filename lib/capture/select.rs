@@ -12,8 +12,8 @@ use std::path::Path;
 use libbpf_rs::btf::Btf;
 use libbpf_rs::{libbpf_sys, AsRawLibbpf, OpenObject};
 
-use crate::error::UsageError;
 use crate::kfilter::{meta, Insn, PacketFilter};
+use crate::model::error::UsageError;
 
 // Selector bits (capture.h TRAIL_SEL_*).
 pub const SEL_PACKET: u32 = 1 << 0;

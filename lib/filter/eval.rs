@@ -12,7 +12,7 @@ use std::cmp::Ordering;
 use super::parse::{Expr, Literal, Op, Target};
 use super::pcap::PcapFilter;
 use super::raw::{self, Corrupt, Value};
-use crate::event::linktype;
+use crate::model::event::linktype;
 
 /// What can go wrong while evaluating one event.
 #[derive(Debug)]

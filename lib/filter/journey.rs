@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::codec::{Frame, FrameKind};
+use crate::model::codec::{Frame, FrameKind};
 
 /// How long an event of unsorted input waits for its journey to match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -28,9 +28,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::cli::{self, Output};
-use crate::codec::{self, Frame, FrameKind};
-use crate::error::{ErrorKind, StreamError, UsageError};
-use crate::event::Header;
+use crate::model::codec::{self, Frame, FrameKind};
+use crate::model::error::{ErrorKind, StreamError, UsageError};
+use crate::model::event::Header;
+use crate::print;
 
 pub use eval::{EvalError, Matcher, SectionContext};
 pub use journey::Window;
@@ -262,7 +263,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let out = if options.count {
         None
     } else {
-        Some(Output::create(options.output.as_deref())?)
+        Some(Output::create(options.output.as_deref(), print::terminal)?)
     };
     let mut sink = Sink {
         out,

@@ -9,7 +9,7 @@ use std::os::raw::{c_int, c_uint};
 
 use pcap::{BpfInstruction, BpfProgram, Capture, Linktype};
 
-use crate::event::linktype;
+use crate::model::event::linktype;
 
 /// One `pcap("...")` of an expression and its programs, per link type.
 pub struct PcapFilter {

@@ -107,7 +107,7 @@ fn ext<'a>(rest: &mut &'a [u8], n: usize) -> Result<Value<'a>, Corrupt> {
     Ok(Value::Ext)
 }
 
-pub use crate::codec::skip;
+pub use crate::model::codec::skip;
 
 /// Reads a map key, which trail writes as a string; other key types are read as values and
 /// returned as `None` so that lookups skip them.
@@ -202,7 +202,7 @@ mod tests {
 
     fn encode<T: Serialize>(value: &T) -> Vec<u8> {
         let mut out = Vec::new();
-        crate::codec::encode(value, &mut out);
+        crate::model::codec::encode(value, &mut out);
         out
     }
 
@@ -234,13 +234,13 @@ mod tests {
 
     #[test]
     fn finds_fields_and_sections() {
-        let event = crate::event::Event {
-            common: Some(crate::event::Common {
+        let event = crate::model::event::Event {
+            common: Some(crate::model::event::Common {
                 pid: 7,
                 comm: "curl".into(),
                 ..Default::default()
             }),
-            drop: Some(crate::event::Drop {
+            drop: Some(crate::model::event::Drop {
                 reason: "NETFILTER_DROP".into(),
                 ..Default::default()
             }),
@@ -265,7 +265,7 @@ mod tests {
             encode(
                 &serde_json::json!({"a": [1, -1, -200, 70000, -70000, 1.5, null, true, "x"], "b": {"c": {}}}),
             ),
-            encode(&crate::event::Bytes(vec![7; 300])),
+            encode(&crate::model::event::Bytes(vec![7; 300])),
             encode(&"s".repeat(40)),
             encode(&"s".repeat(300)),
             encode(&vec![0u64; 20]),

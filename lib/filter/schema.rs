@@ -37,7 +37,7 @@ impl Kind {
 
 /// The sections of an event and their fields.
 pub fn event() -> Kind {
-    let schema = schemars::schema_for!(crate::event::Event);
+    let schema = schemars::schema_for!(crate::model::event::Event);
     let root = schema.as_value();
     let defs = root.get("$defs").cloned().unwrap_or(Json::Null);
     kind(root, &defs, 0)
@@ -145,7 +145,7 @@ mod tests {
         let Kind::Struct(sections) = event() else {
             panic!("event is a structure")
         };
-        for name in crate::event::SECTIONS {
+        for name in crate::model::event::SECTIONS {
             assert!(sections.contains_key(*name), "section {name} missing");
         }
         let Kind::Struct(drop) = &sections["drop"] else {

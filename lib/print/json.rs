@@ -9,9 +9,9 @@
 //! output with serde's.
 
 use super::{Shown, Unknown};
-use crate::dissect::{ArpInfo, Dissection, EthInfo, IpInfo, L4Info, SllInfo, TunnelInfo};
-use crate::event::{Layer, Netns, Skb};
-use crate::view::{
+use crate::model::dissect::{ArpInfo, Dissection, EthInfo, IpInfo, L4Info, SllInfo, TunnelInfo};
+use crate::model::event::{Layer, Netns, Skb};
+use crate::model::view::{
     CommonView, ConntrackView, CtTupleView, DevView, DropView, EventView, NftView, PacketView,
     ProbeView, StackView, TrackingView,
 };
@@ -82,7 +82,8 @@ fn known(
             shown.parsed,
             event.packet.as_ref(),
             |out, p| {
-                let parsed = crate::dissect::dissect_bytes(p.data, p.len, p.layer, p.linktype);
+                let parsed =
+                    crate::model::dissect::dissect_bytes(p.data, p.len, p.layer, p.linktype);
                 dissection(out, &parsed);
             },
         ),
@@ -358,7 +359,7 @@ fn stack(out: &mut Vec<u8>, s: &StackView) {
         if i > 0 {
             out.push(b',');
         }
-        let crate::view::StackFrameView { addr, symbol } = frame;
+        let crate::model::view::StackFrameView { addr, symbol } = frame;
         let mut f = Object::new(out);
         f.int("addr", *addr);
         if let Some(symbol) = symbol {
@@ -593,7 +594,7 @@ pub(super) fn string(out: &mut Vec<u8>, value: &str) {
     }
 }
 
-/// Bytes as a string of lowercase hex ([`crate::event::Bytes`] in JSON).
+/// Bytes as a string of lowercase hex ([`crate::model::event::Bytes`] in JSON).
 fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     out.reserve(bytes.len() * 2 + 2);

@@ -13,7 +13,7 @@
 //! the line is written when the next starts or on [`Printer::flush`]. Untracked events make their
 //! own line with `"journey": null`.
 //!
-//! Speed: events are read as borrowed views ([`crate::view`]) and written into reused buffers,
+//! Speed: events are read as borrowed views ([`crate::model::view`]) and written into reused buffers,
 //! text and JSON alike, without `core::fmt` or a `serde_json::Value` per event; the JSON
 //! writers are in `json.rs`, checked against serde's output by `tests/print.rs`.
 //!
@@ -26,10 +26,11 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use crate::codec::{self, Frame, FrameKind, RawMap};
-use crate::dissect;
-use crate::event::{Clock, Event, Header, Lost, ProbeKind, Trailer, SECTIONS};
-use crate::view::{ConntrackView, CtTupleView, EventView};
+use crate::cli::{self, TextSink};
+use crate::model::codec::{self, Frame, FrameKind, RawMap};
+use crate::model::dissect;
+use crate::model::event::{Clock, Event, Header, Lost, ProbeKind, Trailer, SECTIONS};
+use crate::model::view::{ConntrackView, CtTupleView, EventView};
 
 /// Output layouts of `trail-print`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -95,7 +96,7 @@ pub fn run(args: &PrintArgs) -> anyhow::Result<()> {
         journeys: args.journeys,
     };
     let printer = std::cell::RefCell::new(Printer::new(io::stdout().lock(), options));
-    crate::cli::Inputs::new(&args.inputs).for_each_frame_live(
+    cli::Inputs::new(&args.inputs).for_each_frame_live(
         |frame, input| printer.borrow_mut().frame(frame, input),
         // A live pipe (`trail-capture | trail-print`) shows events as they arrive.
         || Ok(printer.borrow_mut().flush()?),
@@ -165,6 +166,33 @@ pub struct Printer<W: Write> {
     /// so far in `journey_events`, separated by commas.
     journey: Option<Option<String>>,
     journey_events: Vec<u8>,
+}
+
+/// A text renderer for [`cli::Output`]: how stream-producing stages show their output on a
+/// terminal (the default options of `trail-print`).
+pub fn terminal(out: Box<dyn Write>) -> Box<dyn TextSink> {
+    Box::new(Printer::new(out, PrintOptions::default()))
+}
+
+impl<W: Write> TextSink for Printer<W> {
+    fn frame(&mut self, frame: &Frame, input: &str) -> anyhow::Result<()> {
+        Printer::frame(self, frame, input)
+    }
+    fn header(&mut self, header: &Header) -> io::Result<()> {
+        Printer::header(self, header)
+    }
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        Printer::event(self, event)
+    }
+    fn lost(&mut self, lost: &Lost) -> io::Result<()> {
+        Printer::lost(self, lost)
+    }
+    fn trailer(&mut self, trailer: &Trailer) -> io::Result<()> {
+        Printer::trailer(self, trailer)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Printer::flush(self)
+    }
 }
 
 impl<W: Write> Printer<W> {
@@ -626,16 +654,16 @@ fn unknown_sections<'p>(
     frame: &'p Frame,
     input: &str,
     event: &Event,
-) -> Result<Vec<Unknown<'p>>, crate::error::StreamError> {
+) -> Result<Vec<Unknown<'p>>, crate::model::error::StreamError> {
     // Index the raw map only when it holds more entries than the typed view knows.
     let entries = rmp::decode::read_map_len(&mut &frame.payload[..]).unwrap_or(0);
     if entries as usize <= event.section_count() {
         return Ok(Vec::new());
     }
-    let index = RawMap::parse(&frame.payload).map_err(|why| crate::error::StreamError {
+    let index = RawMap::parse(&frame.payload).map_err(|why| crate::model::error::StreamError {
         input: input.to_string(),
         offset: frame.offset,
-        kind: crate::error::ErrorKind::Corrupt(why),
+        kind: crate::model::error::ErrorKind::Corrupt(why),
     })?;
     Ok(index
         .keys(&frame.payload)

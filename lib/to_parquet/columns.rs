@@ -23,8 +23,8 @@ use arrow::datatypes::{
     UInt32Type, UInt64Type, UInt8Type,
 };
 
-use crate::dissect::Dissection;
-use crate::event::{Conntrack, CtTuple, Event};
+use crate::model::dissect::Dissection;
+use crate::model::event::{Conntrack, CtTuple, Event};
 
 /// Version of the Parquet layout (`schemas/parquet.md`), stored in every file's key-value
 /// metadata as `trail.parquet_schema`. Additions bump the minor part, anything else the major.
@@ -47,19 +47,19 @@ pub struct Row {
 }
 
 impl Row {
-    fn common(&self) -> Option<&crate::event::Common> {
+    fn common(&self) -> Option<&crate::model::event::Common> {
         self.event.common.as_ref()
     }
-    fn skb(&self) -> Option<&crate::event::Skb> {
+    fn skb(&self) -> Option<&crate::model::event::Skb> {
         self.event.skb.as_ref()
     }
     fn ct(&self) -> Option<&Conntrack> {
         self.event.ct.as_ref()
     }
-    fn ip(&self) -> Option<&crate::dissect::IpInfo> {
+    fn ip(&self) -> Option<&crate::model::dissect::IpInfo> {
         self.dissection.as_ref()?.ip.as_ref()
     }
-    fn l4(&self) -> Option<&crate::dissect::L4Info> {
+    fn l4(&self) -> Option<&crate::model::dissect::L4Info> {
         self.dissection.as_ref()?.l4.as_ref()
     }
     fn inner(&self) -> Option<&Dissection> {
@@ -228,7 +228,7 @@ fn build_ct(rows: &[Row]) -> ArrayRef {
     struct_array(ct_fields(), children, present)
 }
 
-fn nft(r: &Row) -> Option<&crate::event::Nft> {
+fn nft(r: &Row) -> Option<&crate::model::event::Nft> {
     r.event.nft.as_ref()
 }
 
@@ -287,7 +287,7 @@ fn build_stack(rows: &[Row]) -> ArrayRef {
     )
 }
 
-fn t(r: &Row) -> Option<&crate::event::Tracking> {
+fn t(r: &Row) -> Option<&crate::model::event::Tracking> {
     r.event.tracking.as_ref()
 }
 
@@ -357,7 +357,7 @@ pub static COLUMNS: &[Column] = &[
                 (Some(probe), kind) => {
                     spec.clear();
                     let marker = match probe.kind {
-                        crate::event::ProbeKind::Unknown => kind.as_deref().unwrap_or("?"),
+                        crate::model::event::ProbeKind::Unknown => kind.as_deref().unwrap_or("?"),
                         known => known.marker(),
                     };
                     spec.push_str(marker);
@@ -577,8 +577,8 @@ pub static COLUMNS: &[Column] = &[
         .packet
         .as_ref()
         .map(|p| match p.layer {
-            crate::event::Layer::L2 => "l2",
-            crate::event::Layer::L3 => "l3",
+            crate::model::event::Layer::L2 => "l2",
+            crate::model::event::Layer::L3 => "l3",
         }))),
     col!("packet_linktype", DataType::UInt32, true, |rows| prim::<
         UInt32Type,

@@ -49,9 +49,9 @@ use parquet::schema::types::{ColumnPath, SchemaDescPtr};
 use rayon::prelude::*;
 
 use crate::cli::{self, Inputs};
-use crate::codec::{self, Frame, FrameKind, RawMap};
-use crate::error::{ErrorKind, StreamError, UsageError};
-use crate::event::{Common, Event, Header, Lost, ProbeKind, SECTIONS};
+use crate::model::codec::{self, Frame, FrameKind, RawMap};
+use crate::model::error::{ErrorKind, StreamError, UsageError};
+use crate::model::event::{Common, Event, Header, Lost, ProbeKind, SECTIONS};
 use columns::{Column, Row, COLUMNS};
 
 /// Compression codecs offered on the command line.
@@ -885,7 +885,7 @@ fn decode_row(item: Item) -> Result<Row, StreamError> {
             .and_then(Result::ok)
             .map(|p| Cow::Owned(p.kind)),
     };
-    let dissection = event.packet.as_ref().map(crate::dissect::dissect);
+    let dissection = event.packet.as_ref().map(crate::model::dissect::dissect);
     let mut extra: Option<serde_json::Map<String, serde_json::Value>> = None;
     for key in index
         .iter()
@@ -897,7 +897,7 @@ fn decode_row(item: Item) -> Result<Row, StreamError> {
             .and_then(|i| i.get(&item.payload, key))
             .unwrap_or_default();
         let value = rmp_serde::from_slice::<serde_json::Value>(bytes)
-            .unwrap_or_else(|_| serde_json::json!({ "$msgpack": crate::event::hex(bytes) }));
+            .unwrap_or_else(|_| serde_json::json!({ "$msgpack": crate::model::event::hex(bytes) }));
         extra
             .get_or_insert_with(Default::default)
             .insert(key.to_string(), value);

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use trail::codec::{self, Frame, FrameKind, Reader, Writer};
-use trail::event::{Clock, Common, Event, Header, Layer, Packet, Probe, ProbeKind, Stage};
+use trail::model::codec::{self, Frame, FrameKind, Reader, Writer};
+use trail::model::event::{Clock, Common, Event, Header, Layer, Packet, Probe, ProbeKind, Stage};
 
 /// Path of one of the package's binaries, as built for this test run.
 pub fn bin(name: &str) -> PathBuf {
@@ -54,7 +54,10 @@ pub fn run_ok(name: &str, args: &[&str], stdin: &[u8]) -> Vec<u8> {
 /// A header as a test producer would write it.
 pub fn header(tool: &str, host: &str, offset_ns: i64) -> Header {
     Header {
-        version: (trail::event::FORMAT_MAJOR, trail::event::FORMAT_MINOR),
+        version: (
+            trail::model::event::FORMAT_MAJOR,
+            trail::model::event::FORMAT_MINOR,
+        ),
         tool: tool.into(),
         tool_version: "test".into(),
         host: host.into(),
@@ -91,10 +94,10 @@ pub fn event(ts: u64, probe: &str, data: Option<&[u8]>) -> Event {
             name: probe.into(),
         }),
         packet: data.map(|d| Packet {
-            data: trail::event::Bytes(d.to_vec()),
+            data: trail::model::event::Bytes(d.to_vec()),
             len: d.len() as u32,
             layer: Layer::L2,
-            linktype: trail::event::linktype::ETHERNET,
+            linktype: trail::model::event::linktype::ETHERNET,
         }),
         ..Event::default()
     }

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use trail::codec::{self, FrameKind};
-use trail::event::{Event, Header, Layer, Lost, Trailer};
+use trail::model::codec::{self, FrameKind};
+use trail::model::event::{Event, Header, Layer, Lost, Trailer};
 
 use super::common::{bin, frames};
 use super::netns::{hex, require_root, send_udp, sh, Pair};

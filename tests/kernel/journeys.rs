@@ -1,7 +1,7 @@
 //! Journeys from real captures: trail-capture in two namespaces, then trail-sort (and
 //! trail-print), checked against the packets that were sent.
 
-use trail::event::Event;
+use trail::model::event::Event;
 
 use super::capture::{capture_stream, contains, inum, probe_name};
 use super::common::{events, run_ok};
@@ -11,7 +11,7 @@ use super::netns::{require_root, send_udp, sh, Pair};
 /// IPv4 packet.
 fn icmp_echo(e: &Event, id: u16, kind: u8) -> Option<u16> {
     let packet = e.packet.as_ref()?;
-    let d = trail::dissect::dissect(packet);
+    let d = trail::model::dissect::dissect(packet);
     let l4 = d.l4.as_ref()?;
     (l4.icmp_type == Some(kind) && l4.icmp_id == Some(id)).then_some(l4.icmp_seq?)
 }
@@ -230,7 +230,7 @@ EOF",
             // The UDP datagram itself, not the ICMP port-unreachable error that quotes it.
             e.packet.as_ref().is_some_and(|p| {
                 contains(&p.data.0, b"to-be-natted")
-                    && trail::dissect::dissect(p)
+                    && trail::model::dissect::dissect(p)
                         .l4
                         .is_some_and(|l4| l4.proto == "udp")
             })
@@ -244,7 +244,7 @@ EOF",
     assert_eq!(ids.len(), 1, "one journey for the NATed datagram");
     let ports: Vec<u16> = natted
         .iter()
-        .filter_map(|e| trail::dissect::dissect(e.packet.as_ref()?).l4?.dport)
+        .filter_map(|e| trail::model::dissect::dissect(e.packet.as_ref()?).l4?.dport)
         .collect();
     assert_eq!(ports[0], 5000, "first seen with the original port");
     assert!(

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use trail::event::{Event, Layer, ProbeKind};
+use trail::model::event::{Event, Layer, ProbeKind};
 
 use super::capture::{
     capture, contains, data, flood_cmd, flood_seq, inum, probe_name, the_event, track_id,
@@ -23,7 +23,7 @@ pub fn has_kprobes() -> bool {
 }
 
 pub fn has_trampolines() -> bool {
-    let Ok(btf) = trail::capture::probe::kernel_btf() else {
+    let Ok(btf) = trail::capture::kernel::kernel_btf() else {
         return false;
     };
     trail::capture::probe::fentry_test_id(&btf)

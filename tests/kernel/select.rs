@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use trail::event::{Event, Layer};
+use trail::model::event::{Event, Layer};
 
 use super::capture::{
     capture, contains, data, dev, inum, pcap_packets, probe_name, refused, stop, tcpdump, track_id,

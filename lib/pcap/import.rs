@@ -6,7 +6,7 @@
 //! pcapng's `if_tsresol`), and its bytes, original length and link type.
 //!
 //! Packets written by `trail-to-pcap` carry their original event and section header in pcapng
-//! custom options ([`crate::pcap_export`]): those come back byte for byte, in sections with their
+//! custom options ([`crate::pcap::export`]): those come back byte for byte, in sections with their
 //! original headers (this stage appended), so `to-pcap | from-pcap` is lossless. Other packets
 //! of the same file go to a `realtime` import section as above.
 //!
@@ -25,13 +25,14 @@ use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::PcapError;
 
 use crate::cli::{self, Output};
-use crate::codec::{Frame, FrameKind};
-use crate::error::{ErrorKind, StreamError};
-use crate::event::{
+use crate::model::codec::{Frame, FrameKind};
+use crate::model::error::{ErrorKind, StreamError};
+use crate::model::event::{
     linktype, Bytes, Clock, Common, Dev, Event, Header, Layer, Packet, Probe, ProbeKind,
     FORMAT_MAJOR, FORMAT_MINOR,
 };
-use crate::pcap_export;
+use crate::pcap::pcapng;
+use crate::print;
 
 /// Largest pcap record or pcapng block accepted; larger means a corrupt length field.
 pub const MAX_BLOCK: usize = 64 << 20;
@@ -52,7 +53,7 @@ pub struct ImportArgs {
 }
 
 pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
-    let mut output = Output::create(args.output.as_deref())?;
+    let mut output = Output::create(args.output.as_deref(), print::terminal)?;
     let inputs = if args.inputs.is_empty() {
         vec![PathBuf::from("-")]
     } else {
@@ -103,7 +104,7 @@ fn import_one(path: &Path, args: &ImportArgs, output: &mut Output) -> anyhow::Re
 }
 
 fn describe(magic: &[u8; 4]) -> &'static str {
-    if magic[0] == crate::codec::MAGIC[0] {
+    if magic[0] == crate::model::codec::MAGIC[0] {
         "it is a trail stream already"
     } else {
         "unknown magic number"
@@ -206,7 +207,7 @@ fn import_pcapng(input: &mut Chunks, header: Header, output: &mut Output) -> any
     let mut current = Current::Nothing;
     // The latest trail header carried by the file, as a frame with this stage appended.
     let mut carried: Option<(u64, Frame)> = None;
-    let shb = pcap_export::header_from_custom_options(&parser.section().options)
+    let shb = pcapng::header_from_custom_options(&parser.section().options)
         .map_err(|why| bad_pcap(&name, 0, why))?;
     if let Some(record) = shb {
         carry(&mut carried, record, &name, 0)?;
@@ -228,7 +229,7 @@ fn import_pcapng(input: &mut Chunks, header: Header, output: &mut Output) -> any
         match block {
             Block::SectionHeader(shb) => {
                 interfaces.clear();
-                if let Some(record) = pcap_export::header_from_custom_options(&shb.options)
+                if let Some(record) = pcapng::header_from_custom_options(&shb.options)
                     .map_err(|why| bad_pcap(&name, offset, why))?
                 {
                     carry(&mut carried, record, &name, offset)?;
@@ -242,7 +243,7 @@ fn import_pcapng(input: &mut Chunks, header: Header, output: &mut Output) -> any
                 interfaces.push(interface_of(&idb));
             }
             Block::EnhancedPacket(epb) => {
-                let trail = pcap_export::event_from_custom_options(&epb.options)
+                let trail = pcapng::event_from_custom_options(&epb.options)
                     .map_err(|why| bad_pcap(&name, offset, why))?;
                 if let Some(trail) = trail {
                     if let Some(header) = trail.header {
@@ -328,7 +329,7 @@ fn import_pcapng(input: &mut Chunks, header: Header, output: &mut Output) -> any
 /// numbered in order of appearance.
 fn carry(
     carried: &mut Option<(u64, Frame)>,
-    record: pcap_export::CarriedRecord,
+    record: pcapng::CarriedRecord,
     input: &str,
     offset: u64,
 ) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! Typed errors for stream input, so that callers can branch on them (exit status 2 for bad
-//! input, clean exit on a broken pipe) while messages name the input and byte offset.
+//! input, clean exit on a broken pipe) while messages name the input and byte offset. A leaf
+//! module: the values a message quotes (limits, versions) travel in the error itself.
 
 use std::fmt;
 use std::io;
@@ -23,7 +24,11 @@ pub enum ErrorKind {
     /// The input is something else; the text names what it looks like.
     NotAStream(&'static str),
     BadMagic,
-    UnsupportedVersion(u8, u8),
+    /// A section of format `found` (major, minor) where this build reads `supported`.x.
+    UnsupportedVersion {
+        found: (u8, u8),
+        supported: u8,
+    },
     /// A magic not followed by a header frame.
     MissingHeader,
     /// A header frame without a magic before it.
@@ -33,7 +38,10 @@ pub enum ErrorKind {
         needed: u64,
         available: u64,
     },
-    FrameTooLarge(u32),
+    FrameTooLarge {
+        length: u32,
+        limit: u32,
+    },
     /// A frame tag that is not an ASCII capital letter.
     BadTag(u8),
     /// A pcap or pcapng input that cannot be read (trail-from-pcap).
@@ -49,10 +57,12 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Empty => f.write_str("empty input, expected a trail stream"),
             ErrorKind::NotAStream(what) => write!(f, "not a trail stream: this looks like {what}"),
             ErrorKind::BadMagic => f.write_str("corrupt section magic"),
-            ErrorKind::UnsupportedVersion(major, minor) => write!(
+            ErrorKind::UnsupportedVersion {
+                found: (major, minor),
+                supported,
+            } => write!(
                 f,
-                "stream format version {major}.{minor} is not supported (this build reads {}.x)",
-                crate::event::FORMAT_MAJOR
+                "stream format version {major}.{minor} is not supported (this build reads {supported}.x)"
             ),
             ErrorKind::MissingHeader => {
                 f.write_str("section magic not followed by a header record")
@@ -68,10 +78,9 @@ impl fmt::Display for ErrorKind {
                     "truncated {what}: needed {needed} bytes, input ends after {available}"
                 )
             }
-            ErrorKind::FrameTooLarge(len) => write!(
+            ErrorKind::FrameTooLarge { length, limit } => write!(
                 f,
-                "corrupt frame: length {len} exceeds the {} byte limit",
-                crate::codec::MAX_FRAME
+                "corrupt frame: length {length} exceeds the {limit} byte limit"
             ),
             ErrorKind::BadTag(tag) => write!(f, "corrupt frame: invalid record tag {tag:#04x}"),
             ErrorKind::BadPcap(why) => write!(f, "bad pcap input: {why}"),

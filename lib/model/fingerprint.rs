@@ -3,7 +3,7 @@
 //! Contract: [`fingerprint`] reads captured bytes (any link type trail produces) down through
 //! tunnels (VXLAN, Geneve, GRE, IPIP/SIT, at most [`MAX_DEPTH`] levels) and returns two hashes
 //! of the innermost packet, or `None` when there is nothing to fingerprint. The layers are found
-//! by [`crate::dissect`] (one parser for display, filters, export and tracking); this module only
+//! by [`crate::model::dissect`] (one parser for display, filters, export and tracking); this module only
 //! chooses which of their bytes to hash:
 //! - `identity` ignores everything that forwarding, NAT and encapsulation change: addresses,
 //!   ports, ICMP echo id, TTL/hop limit, checksums, TOS, link headers, tunnel headers. It covers
@@ -16,11 +16,11 @@
 //! within the first `PAYLOAD_BYTES` of payload disagree, and identical packets (e.g. IPv6 pure
 //! ACKs with equal seq/ack/options) agree. `schemas/journeys.md` lists the consequences.
 
-use crate::dissect::{dissect_layout, Dissection};
-use crate::event::{Layer, Packet};
+use crate::model::dissect::{dissect_layout, Dissection};
+use crate::model::event::{Layer, Packet};
 
 /// Tunnel levels decoded at most.
-pub const MAX_DEPTH: u8 = crate::dissect::MAX_TUNNEL_DEPTH;
+pub const MAX_DEPTH: u8 = crate::model::dissect::MAX_TUNNEL_DEPTH;
 /// L4 payload bytes hashed.
 pub const PAYLOAD_BYTES: usize = 64;
 

@@ -1,12 +1,12 @@
 //! trail-track: gives every event a journey id and links journeys that continue one another.
 //!
 //! Contract (normative text, rules and failure modes in `schemas/journeys.md`):
-//! - Inputs merge onto one clock ([`crate::journey`]); records are reordered by timestamp within
+//! - Inputs merge onto one clock ([`crate::journeys::merge`]); records are reordered by timestamp within
 //!   `--window` and written in that order, every byte kept except the spliced `tracking` section.
 //! - An event that carries a tracking id keeps it. Otherwise its id comes from its skb (the
 //!   address and `head`, with `kfree_skb`/`consume_skb` ending a buffer's life, and a change of
 //!   the packet's identity fingerprint revealing a reused buffer), or, with no skb data, from
-//!   its packet fingerprint ([`crate::fingerprint`]). Events with neither pass unchanged.
+//!   its packet fingerprint ([`crate::model::fingerprint`]). Events with neither pass unchanged.
 //! - A journey that starts while a journey with the same packet identity is recent is linked to
 //!   it: `tracking.parent` = the root of the chain it continues (so trail-sort groups chains
 //!   without state), `tracking.link` = why: `clone` (same buffer, new skb), `copy` (same packet,
@@ -21,11 +21,12 @@ use std::collections::{BinaryHeap, HashMap};
 use std::path::PathBuf;
 
 use crate::cli::{self, Output};
-use crate::codec::{self, Frame, FrameKind, RawMap};
-use crate::error::{ErrorKind, StreamError};
-use crate::event::Layer;
-use crate::fingerprint::{fingerprint_parts, Fingerprint};
-use crate::journey::{self, format_id, Inputs, JourneyId, Record};
+use crate::journeys::merge::{self, format_id, Inputs, JourneyId, Record};
+use crate::model::codec::{self, Frame, FrameKind, RawMap};
+use crate::model::error::{ErrorKind, StreamError};
+use crate::model::event::Layer;
+use crate::model::fingerprint::{fingerprint_parts, Fingerprint};
+use crate::print;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -367,7 +368,7 @@ impl Ord for Pending {
 
 pub fn run(options: Options) -> anyhow::Result<()> {
     let mut inputs = Inputs::open(&options.inputs)?;
-    let mut output = Output::create(options.output.as_deref())?;
+    let mut output = Output::create(options.output.as_deref(), print::terminal)?;
     let header = inputs.header_frame(&cli::this_stage("trail-track"), false)?;
     output.forward(&header, "trail-track")?;
     let mut state = Stage {
@@ -407,7 +408,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         state.record(&inputs, record, &mut output)?;
     }
     if state.late > 0 {
-        journey::warn(
+        merge::warn(
             "trail-track",
             format_args!(
                 "{} events arrived later than --window allows and were tracked out of order",
@@ -416,7 +417,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         );
     }
     if state.tracker.evicted > 0 {
-        journey::warn(
+        merge::warn(
             "trail-track",
             format_args!(
                 "{} journeys forgotten before --idle because more than --max-journeys ({}) were live; \
@@ -426,7 +427,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         );
     }
     if inputs.clamped > 0 {
-        journey::warn(
+        merge::warn(
             "trail-track",
             format_args!(
                 "{} timestamps fell outside the range of the output clock and were clamped",
@@ -531,7 +532,7 @@ impl Stage {
             None => None,
         };
         let end_of_life = match map.get(payload, "probe") {
-            Some(p) => text(p, "probe", "name")?.is_some_and(crate::sort::is_end_of_life),
+            Some(p) => text(p, "probe", "name")?.is_some_and(crate::model::probe::is_end_of_life),
             None => false,
         };
         let obs = Observation {
@@ -625,8 +626,9 @@ fn field<'p>(section: &'p [u8], name: &str, key: &str) -> Result<Option<&'p [u8]
 fn uint(section: &[u8], name: &str, key: &str) -> Result<u64, String> {
     match field(section, name, key)? {
         None => Ok(0),
-        Some(value) => journey::read_u64(value)
-            .ok_or_else(|| format!("{name}.{key} is not an unsigned integer")),
+        Some(value) => {
+            merge::read_u64(value).ok_or_else(|| format!("{name}.{key} is not an unsigned integer"))
+        }
     }
 }
 
@@ -640,7 +642,7 @@ fn text<'p>(section: &'p [u8], name: &str, key: &str) -> Result<Option<&'p str>,
     }
 }
 
-/// The fingerprint of a `packet` section (see [`crate::event::Packet`]), its bytes borrowed.
+/// The fingerprint of a `packet` section (see [`crate::model::event::Packet`]), its bytes borrowed.
 fn packet_fingerprint(section: &[u8]) -> Result<Option<Fingerprint>, String> {
     let data = match field(section, "packet", "data")? {
         None => &[][..],

@@ -5,12 +5,12 @@
 //! - Every section of an [`Event`] is optional; a producer fills in only what it collected.
 //! - Every field of a section defaults when absent (`#[serde(default)]`), so a reader accepts
 //!   records written by an older producer; unknown keys are ignored by the typed view, so it also
-//!   accepts records from a newer one. Stages that forward records use the raw frame bytes
-//!   ([`crate::codec::RawEvent`]), never a re-encoding of these types, so nothing they do not
+//!   accepts records from a newer one. Stages that forward records use the raw frame bytes (the
+//!   payload of a codec `Frame`), never a re-encoding of these types, so nothing they do not
 //!   understand is lost.
-//! - The same types serialize to JSON for `trail-print --format json`; [`Bytes`] renders as hex
-//!   there and as MessagePack `bin` in the stream. The JSON Schema in `schemas/` is generated from
-//!   these types (`trail-print --json-schema`) and a test keeps it current.
+//! - The same types serialize to JSON for `trail-print --json`; [`Bytes`] renders as hex there
+//!   and as MessagePack `bin` in the stream. The JSON Schema in `schemas/event.schema.json` is
+//!   generated from these types (`make schemas`) and a test keeps it current.
 
 use std::collections::BTreeMap;
 use std::fmt;

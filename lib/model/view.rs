@@ -15,7 +15,7 @@
 //! returns a view, it equals the view of serde's decode; `tests/print.rs` checks this on random
 //! and mutated payloads. Sections made of numbers only (`skb`, `netns`) reuse the owned types.
 
-use crate::event::{Event, Layer, Netns, ProbeKind, Skb};
+use crate::model::event::{Event, Layer, Netns, ProbeKind, Skb};
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EventView<'a> {
@@ -129,7 +129,7 @@ pub struct StackFrameView<'a> {
 }
 
 impl TrackingView<'_> {
-    /// Text form of the id, as [`crate::event::Tracking::id`] writes it.
+    /// Text form of the id, as [`crate::model::event::Tracking::id`] writes it.
     pub fn id(&self) -> String {
         format!("{:x}-{:x}", self.first_seen, self.orig_head)
     }
@@ -155,7 +155,7 @@ impl<'a> From<&'a Event> for EventView<'a> {
         } = event;
         EventView {
             common: common.as_ref().map(|c| {
-                let crate::event::Common {
+                let crate::model::event::Common {
                     timestamp,
                     cpu,
                     pid,
@@ -173,11 +173,11 @@ impl<'a> From<&'a Event> for EventView<'a> {
                 }
             }),
             probe: probe.as_ref().map(|p| {
-                let crate::event::Probe { kind, name } = p;
+                let crate::model::event::Probe { kind, name } = p;
                 ProbeView { kind: *kind, name }
             }),
             packet: packet.as_ref().map(|p| {
-                let crate::event::Packet {
+                let crate::model::event::Packet {
                     data,
                     len,
                     layer,
@@ -192,7 +192,7 @@ impl<'a> From<&'a Event> for EventView<'a> {
             }),
             skb: skb.clone(),
             dev: dev.as_ref().map(|d| {
-                let crate::event::Dev {
+                let crate::model::event::Dev {
                     ifindex,
                     name,
                     rx_ifindex,
@@ -205,7 +205,7 @@ impl<'a> From<&'a Event> for EventView<'a> {
             }),
             netns: netns.clone(),
             drop: drop.as_ref().map(|d| {
-                let crate::event::Drop {
+                let crate::model::event::Drop {
                     reason,
                     code,
                     subsystem,
@@ -217,7 +217,7 @@ impl<'a> From<&'a Event> for EventView<'a> {
                 }
             }),
             tracking: tracking.as_ref().map(|t| {
-                let crate::event::Tracking {
+                let crate::model::event::Tracking {
                     first_seen,
                     orig_head,
                     source,
@@ -235,7 +235,7 @@ impl<'a> From<&'a Event> for EventView<'a> {
                 }
             }),
             ct: ct.as_ref().map(|c| {
-                let crate::event::Conntrack {
+                let crate::model::event::Conntrack {
                     state,
                     status,
                     zone,
@@ -257,7 +257,7 @@ impl<'a> From<&'a Event> for EventView<'a> {
                 }
             }),
             nft: nft.as_ref().map(|n| {
-                let crate::event::Nft {
+                let crate::model::event::Nft {
                     table,
                     chain,
                     table_handle,
@@ -283,7 +283,7 @@ impl<'a> From<&'a Event> for EventView<'a> {
                     .frames
                     .iter()
                     .map(|f| {
-                        let crate::event::StackFrame { addr, symbol } = f;
+                        let crate::model::event::StackFrame { addr, symbol } = f;
                         StackFrameView {
                             addr: *addr,
                             symbol: symbol.as_deref(),
@@ -296,8 +296,8 @@ impl<'a> From<&'a Event> for EventView<'a> {
     }
 }
 
-fn tuple_view(t: &crate::event::CtTuple) -> CtTupleView<'_> {
-    let crate::event::CtTuple {
+fn tuple_view(t: &crate::model::event::CtTuple) -> CtTupleView<'_> {
+    let crate::model::event::CtTuple {
         src,
         dst,
         proto,

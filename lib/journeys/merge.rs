@@ -20,11 +20,11 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::cli;
-use crate::codec::{self, Frame, FrameKind, RawMap};
-use crate::error::{ErrorKind, StreamError, UsageError};
-use crate::event::{Clock, Header, Stage};
+use crate::model::codec::{self, Frame, FrameKind, RawMap};
+use crate::model::error::{ErrorKind, StreamError, UsageError};
+use crate::model::event::{Clock, Header, Stage};
 
-/// A journey id in raw form: (`first_seen`, `orig_head`), as in [`crate::event::Tracking`].
+/// A journey id in raw form: (`first_seen`, `orig_head`), as in [`crate::model::event::Tracking`].
 pub type JourneyId = (u64, u64);
 
 /// Parses the text form of a journey id (`<first_seen hex>-<orig_head hex>`).

@@ -21,8 +21,8 @@ use std::ops::Range;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::{ErrorKind, StreamError};
-use crate::event::{Event, Header, Lost, Trailer, FORMAT_MAJOR, FORMAT_MINOR};
+use crate::model::error::{ErrorKind, StreamError};
+use crate::model::event::{Event, Header, Lost, Trailer, FORMAT_MAJOR, FORMAT_MINOR};
 
 /// First six bytes of every section. `0xC1` is never valid MessagePack, and no JSON, pcap or
 /// pcapng file starts with it.
@@ -135,7 +135,13 @@ impl<R: BufRead> Reader<R> {
             }
             let version = (magic[6], magic[7]);
             if version.0 != FORMAT_MAJOR {
-                return Err(self.error(start, ErrorKind::UnsupportedVersion(version.0, version.1)));
+                return Err(self.error(
+                    start,
+                    ErrorKind::UnsupportedVersion {
+                        found: version,
+                        supported: FORMAT_MAJOR,
+                    },
+                ));
             }
             self.version = Some(version);
             let header_offset = self.offset;
@@ -169,7 +175,13 @@ impl<R: BufRead> Reader<R> {
         let kind = FrameKind::from_tag(head[0]);
         let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]);
         if len > MAX_FRAME {
-            return Err(self.error(start, ErrorKind::FrameTooLarge(len)));
+            return Err(self.error(
+                start,
+                ErrorKind::FrameTooLarge {
+                    length: len,
+                    limit: MAX_FRAME,
+                },
+            ));
         }
         frame.payload.clear();
         frame.payload.resize(len as usize, 0);

@@ -8,9 +8,9 @@
 //! - A journey is the set of events whose `tracking.parent` (when set, by trail-track: the root
 //!   of a chain of linked journeys) or else own id (`first_seen`, `orig_head`) is equal. Events
 //!   without a tracking id pass through, in time order among the journeys.
-//! - Several inputs (and concatenated sections) merge onto one clock: see [`crate::journey`].
+//! - Several inputs (and concatenated sections) merge onto one clock: see [`crate::journeys::merge`].
 //! - Exact mode (inputs are files, or `--exact`): everything is read, then output; memory is
-//!   bounded by `--memory` with an external merge sort ([`crate::extsort`]) run twice (by
+//!   bounded by `--memory` with an external merge sort ([`crate::journeys::extsort`]) run twice (by
 //!   journey, then by journey start). Streaming mode (a pipe, or `--window`): a journey is
 //!   emitted once it has been idle for `--window` of event time past the inputs' newest
 //!   timestamp and every journey that started before it has been emitted; if more than
@@ -27,10 +27,12 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::cli::{self, Output};
-use crate::codec::{self, Frame, FrameKind, RawMap};
-use crate::event::{Drop, Probe};
-use crate::extsort::{ExternalSort, Item, SortKey};
-use crate::journey::{self, format_id, parse_id, Inputs, JourneyId, Record};
+use crate::journeys::extsort::{ExternalSort, Item, SortKey};
+use crate::journeys::merge::{self, format_id, parse_id, Inputs, JourneyId, Record};
+use crate::model::codec::{self, Frame, FrameKind, RawMap};
+use crate::model::event::{Drop, Probe};
+use crate::model::probe::is_end_of_life;
+use crate::print;
 
 /// What `trail-sort` was asked to do (filled from its command line).
 #[derive(Clone, Debug)]
@@ -199,7 +201,7 @@ pub fn journey_of(
     }
     let number = |key: &str| match field(key)? {
         None => Ok(0),
-        Some(bytes) => journey::read_u64(bytes)
+        Some(bytes) => merge::read_u64(bytes)
             .ok_or_else(|| format!("tracking.{key} is not an unsigned integer")),
     };
     let id = (number("first_seen")?, number("orig_head")?);
@@ -210,12 +212,13 @@ pub fn journey_of(
 fn group_of(inputs: &Inputs, record: &Record) -> anyhow::Result<(Group, Span)> {
     if record.kind == FrameKind::Event {
         if let Some(map) = &record.map {
-            let journey =
-                journey_of(&record.payload, map).map_err(|why| crate::error::StreamError {
+            let journey = journey_of(&record.payload, map).map_err(|why| {
+                crate::model::error::StreamError {
                     input: inputs.input_name(record.input).to_string(),
                     offset: record.offset,
-                    kind: crate::error::ErrorKind::Corrupt(why),
-                })?;
+                    kind: crate::model::error::ErrorKind::Corrupt(why),
+                }
+            })?;
             if let Some(((a, b), range)) = journey {
                 return Ok((Group::Journey(a, b), span_of(&range)));
             }
@@ -226,7 +229,7 @@ fn group_of(inputs: &Inputs, record: &Record) -> anyhow::Result<(Group, Span)> {
 
 pub fn run(options: Options) -> anyhow::Result<()> {
     if options.summary && options.output.is_some() {
-        return Err(crate::error::UsageError(
+        return Err(crate::model::error::UsageError(
             "--summary writes to stdout; -o is for streams".into(),
         )
         .into());
@@ -242,7 +245,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         sort_streaming(&mut inputs, &options, &mut emitter)?;
     }
     if inputs.clamped > 0 {
-        journey::warn(
+        merge::warn(
             "trail-sort",
             format_args!(
                 "{} timestamps fell outside the range of the output clock and were clamped",
@@ -274,7 +277,7 @@ fn inputs_are_files(paths: &[PathBuf]) -> bool {
 fn sort_exact(
     inputs: &mut Inputs,
     options: &Options,
-    stage: &crate::event::Stage,
+    stage: &crate::model::event::Stage,
     emitter: &mut Emitter,
 ) -> anyhow::Result<()> {
     let temp =
@@ -395,7 +398,7 @@ impl Window {
     /// Holds an event of `group`; true when it continues a journey already emitted.
     fn add(&mut self, group: Group, event: Held) -> bool {
         let ts = event.0;
-        self.buffered += event.4.len() + crate::extsort::ITEM_OVERHEAD;
+        self.buffered += event.4.len() + crate::journeys::extsort::ITEM_OVERHEAD;
         match self.open.get_mut(&group) {
             Some(journey) => {
                 if ts < journey.start {
@@ -445,7 +448,7 @@ impl Window {
         journey.events.sort_unstable_by_key(|e| (e.0, e.1));
         let mut index = journey.base_index;
         for (_, _, span, tag, payload) in journey.events {
-            self.buffered -= payload.len() + crate::extsort::ITEM_OVERHEAD;
+            self.buffered -= payload.len() + crate::journeys::extsort::ITEM_OVERHEAD;
             emitter.item(group, group.journey().map(|_| index), span, tag, payload)?;
             index += 1;
         }
@@ -526,13 +529,13 @@ fn sort_streaming(
         emitter.item(Group::Single(u64::MAX), None, 0, b'T', payload)?;
     }
     if late > 0 {
-        journey::warn(
+        merge::warn(
             "trail-sort",
             format_args!("{late} events arrived later than the --window allows; their journeys may be split or out of order"),
         );
     }
     if forced > 0 {
-        journey::warn(
+        merge::warn(
             "trail-sort",
             format_args!("{forced} journeys emitted before they were idle because more than --memory was buffered"),
         );
@@ -567,11 +570,14 @@ impl Emitter {
                 current: None,
             }
         } else {
-            Sink::Stream(Output::create(options.output.as_deref())?)
+            Sink::Stream(Output::create(options.output.as_deref(), print::terminal)?)
         };
         Ok(Emitter {
             sink,
-            version: (crate::event::FORMAT_MAJOR, crate::event::FORMAT_MINOR),
+            version: (
+                crate::model::event::FORMAT_MAJOR,
+                crate::model::event::FORMAT_MINOR,
+            ),
             scratch: Vec::new(),
             spill_runs: 0,
         })
@@ -654,13 +660,13 @@ impl Emitter {
     fn flush(&mut self) -> anyhow::Result<()> {
         match &mut self.sink {
             Sink::Stream(output) => output.flush(),
-            Sink::Summary { out, .. } => journey::write_context(out.flush()),
+            Sink::Summary { out, .. } => merge::write_context(out.flush()),
         }
     }
 
     fn finish(self) -> anyhow::Result<()> {
         if std::env::var_os("TRAIL_SORT_STATS").is_some() {
-            journey::warn(
+            merge::warn(
                 "trail-sort",
                 format_args!("stats: {} spill runs", self.spill_runs),
             );
@@ -675,7 +681,7 @@ impl Emitter {
                 if let Some(done) = current {
                     write_summary(&mut out, format, &done)?;
                 }
-                journey::write_context(out.flush())
+                merge::write_context(out.flush())
             }
         }
     }
@@ -793,7 +799,7 @@ impl Summary {
         let Ok(map) = RawMap::parse(payload) else {
             return;
         };
-        let ts = journey::event_timestamp(payload, &map)
+        let ts = merge::event_timestamp(payload, &map)
             .ok()
             .flatten()
             .unwrap_or(self.last_ns);
@@ -849,11 +855,6 @@ fn is_transmit(probe: &str) -> bool {
     probe.contains("xmit")
 }
 
-/// Probes that end a buffer's life.
-pub fn is_end_of_life(probe: &str) -> bool {
-    probe.contains("kfree_skb") || probe.contains("consume_skb")
-}
-
 fn write_summary(
     out: &mut impl Write,
     format: SummaryFormat,
@@ -882,7 +883,7 @@ fn write_summary(
             )
         }
     };
-    journey::write_context(result)
+    merge::write_context(result)
 }
 
 fn duration_text(ns: u64) -> String {

@@ -14,7 +14,7 @@
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::event::*;
+use crate::model::event::*;
 
 /// Probes a synthetic journey walks through, in order (a transmit path, veth, a receive path).
 const PATH: &[&str] = &[

@@ -17,10 +17,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::codec::{self, Frame, FrameKind, RawMap, Reader};
-use crate::error::{StreamError, UsageError};
-use crate::event::{Event, Header, Lost, Stage, Trailer};
-use crate::print::{PrintOptions, Printer};
+use crate::model::codec::{self, Frame, FrameKind, RawMap, Reader};
+use crate::model::error::{StreamError, UsageError};
+use crate::model::event::{Event, Header, Lost, Stage, Trailer};
 
 /// Runs a tool's body and maps its result to an exit status (see the module header).
 pub fn run_tool(tool: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
@@ -290,21 +289,34 @@ impl Write for RawOutput {
     }
 }
 
+/// What shows a stream as text on a terminal. The switch between binary and text lives here, in
+/// [`Output`]; the rendering lives in `print` (its `Printer` implements this), so that this layer
+/// knows nothing of how events look.
+pub trait TextSink {
+    /// Renders one frame as read from `input` (named in error messages).
+    fn frame(&mut self, frame: &Frame, input: &str) -> anyhow::Result<()>;
+    fn header(&mut self, header: &Header) -> io::Result<()>;
+    fn event(&mut self, event: &Event) -> io::Result<()>;
+    fn lost(&mut self, lost: &Lost) -> io::Result<()>;
+    fn trailer(&mut self, trailer: &Trailer) -> io::Result<()>;
+    fn flush(&mut self) -> io::Result<()>;
+}
+
 /// Where a stream-producing tool writes: the binary stream, or text when stdout is a terminal.
 pub enum Output {
     Binary(BinaryOutput),
-    Text(Box<Printer<Box<dyn Write>>>),
+    Text(Box<dyn TextSink>),
 }
 
 impl Output {
-    /// `-o FILE` always gets the binary stream; stdout gets text when it is a terminal.
-    pub fn create(path: Option<&Path>) -> anyhow::Result<Output> {
+    /// `-o FILE` always gets the binary stream; stdout gets text when it is a terminal, rendered
+    /// by what `text` makes of the locked stdout (`print::terminal`).
+    pub fn create(
+        path: Option<&Path>,
+        text: impl FnOnce(Box<dyn Write>) -> Box<dyn TextSink>,
+    ) -> anyhow::Result<Output> {
         if path.is_none() && io::stdout().is_terminal() {
-            let printer = Printer::new(
-                Box::new(io::stdout().lock()) as Box<dyn Write>,
-                PrintOptions::default(),
-            );
-            return Ok(Output::Text(Box::new(printer)));
+            return Ok(Output::Text(text(Box::new(io::stdout().lock()))));
         }
         Ok(Output::Binary(BinaryOutput::create(path)?))
     }

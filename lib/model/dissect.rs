@@ -23,7 +23,7 @@ use etherparse::{
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::event::{linktype, Layer, Packet};
+use crate::model::event::{linktype, Layer, Packet};
 
 /// VXLAN's IANA port (RFC 7348); tcpdump and Wireshark match it as source or destination.
 pub const VXLAN_PORT: u16 = 4789;
@@ -66,13 +66,13 @@ pub struct Dissection {
     /// Why decoding stopped early, if it did (e.g. `truncated ipv4 header`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Where the layers lie in the captured bytes (for [`crate::fingerprint`]; not shown).
+    /// Where the layers lie in the captured bytes (for [`crate::model::fingerprint`]; not shown).
     #[serde(skip)]
     pub layout: Layout,
 }
 
 /// Where the IP layer of a dissection lies in the packet's captured bytes: what
-/// [`crate::fingerprint`] hashes, found by the same parser that fills the fields. Offsets
+/// [`crate::model::fingerprint`] hashes, found by the same parser that fills the fields. Offsets
 /// count from the first captured byte of the packet, inner packets included.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Layout {
@@ -214,7 +214,7 @@ pub fn dissect_bytes(data: &[u8], len: u32, layer: Layer, linktype: u32) -> Diss
     dissect_with(data, len, layer, linktype, false)
 }
 
-/// The dissection [`crate::fingerprint`] works from, of a packet given by its parts (`data`
+/// The dissection [`crate::model::fingerprint`] works from, of a packet given by its parts (`data`
 /// captured of `len` bytes, starting at `layer`, of `linktype`): like [`dissect`], and it also
 /// opens IP-in-IP, SIT and GRE tunnels (as `ipip`, `sit`, `gre` tunnels with an inner
 /// dissection: trail-track follows a packet into every kind of tunnel, while display leaves

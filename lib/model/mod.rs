@@ -1,0 +1,19 @@
+//! The model layer: what a trail stream is, independent of any tool. Everything above it (cli,
+//! the stages, capture) reads and writes streams through these modules only.
+//!
+//! - [`event`]: the event model (sections of a record) and the stream's format version;
+//! - [`codec`]: the framed MessagePack stream (spec in `schemas/stream.md`);
+//! - [`view`]: events read in place, without allocation;
+//! - [`error`]: typed errors for bad input and usage, with input name and byte offset;
+//! - [`dissect`], [`fingerprint`]: packet bytes into layers, and a packet's identity;
+//! - [`probe`]: what a probe name says about the packet (end of life);
+//! - [`synth`]: synthetic streams for tests and benchmarks.
+
+pub mod codec;
+pub mod dissect;
+pub mod error;
+pub mod event;
+pub mod fingerprint;
+pub mod probe;
+pub mod synth;
+pub mod view;

@@ -139,7 +139,7 @@ pub struct Args {
     pub no_paged: bool,
     /// Ring buffer size shared by all CPUs (power of two, at least 4K; suffixes K, M, G).
     /// Kernel memory charged to the memory cgroup; when full, events are lost and counted.
-    #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_buffer_size)]
     pub buffer_size: u64,
     /// Run this shell command once the probes are attached; stop when it exits.
     #[arg(long, value_name = "COMMAND")]
@@ -204,29 +204,9 @@ impl Args {
     }
 }
 
-fn parse_size(text: &str) -> Result<u64, String> {
-    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((at, _)) => text.split_at(at),
-        None => (text, ""),
-    };
-    let shift = match unit
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        _ => return Err(format!("unknown size unit '{unit}' (K, M or G)")),
-    };
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size"))?;
-    let bytes = value
-        .checked_shl(shift)
-        .filter(|b| b >> shift == value)
-        .ok_or("size too large")?;
+/// `--buffer-size`: a size ([`cli::parse::parse_size`]) that the ring buffer can have.
+fn parse_buffer_size(text: &str) -> Result<u64, String> {
+    let bytes = cli::parse::parse_size(text)? as u64;
     if !bytes.is_power_of_two() || !(4096..=(1 << 31)).contains(&bytes) {
         return Err(format!(
             "{bytes} bytes: the ring buffer size must be a power of two between 4K and 2G"
@@ -905,7 +885,7 @@ fn spawn(cmd: &str, stdout_is_stream: bool) -> anyhow::Result<Child> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::parse_buffer_size as parse_size;
 
     #[test]
     fn sizes() {

@@ -1,4 +1,5 @@
-//! What every trail tool shares: the exit helper, reading inputs, and writing output.
+//! What every trail tool shares: the exit helper, reading inputs, writing output, and parsing
+//! sizes and durations ([`parse`]).
 //!
 //! Contracts every tool gets from here:
 //! - Exit status 0 on success and on a broken pipe (quietly), 2 for bad input or usage (a
@@ -9,6 +10,8 @@
 //! - Output goes to stdout or `-o FILE`. A file is written under a temporary name in the same
 //!   directory and renamed only by [`Output::finish`], so a failed run leaves no partial file.
 //!   When stdout is a terminal, tools that produce a stream print text instead of binary.
+
+pub mod parse;
 
 use std::fs::File;
 use std::io::{self, BufReader, IsTerminal, Write};

@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::cli::parse::{parse_duration, parse_size};
 use crate::cli::{self, Output};
 use crate::journeys::extsort::{ExternalSort, Item, SortKey};
 use crate::journeys::merge::{self, format_id, parse_id, Inputs, JourneyId, Record};
@@ -34,19 +35,36 @@ use crate::model::event::{Drop, Probe};
 use crate::model::probe::is_end_of_life;
 use crate::print;
 
-/// What `trail-sort` was asked to do (filled from its command line).
-#[derive(Clone, Debug)]
-pub struct Options {
+/// Group events into journeys: journeys by first sighting, events by time, each event's
+/// `tracking.index` set. Several inputs merge on wall-clock time. Files are sorted exactly
+/// (spilling to temporary files beyond --memory); a pipe is sorted with a reorder --window.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(version)]
+pub struct Args {
+    /// Input streams (default: stdin; `-` is stdin).
     pub inputs: Vec<PathBuf>,
+    /// Write the stream to FILE (created only on success).
+    #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Streaming with this reorder window (ns); `None`: exact when the inputs are files.
+    /// Stream with this reorder window of event time (e.g. 1s, 200ms): a journey is emitted once
+    /// idle this long past the newest timestamp. Default for pipes: 1s.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub window: Option<u64>,
-    /// Force exact mode even on a pipe.
+    /// Sort exactly even when reading a pipe (output starts at end of input).
+    #[arg(long, conflicts_with = "window")]
     pub exact: bool,
-    /// Memory budget in bytes (buffer before spilling, or streaming buffer).
+    /// Memory for buffered events: beyond it, exact mode spills sorted runs to temporary files
+    /// and streaming mode emits the oldest journey early.
+    #[arg(long, value_parser = parse_size, default_value = DEFAULT_MEMORY, value_name = "SIZE")]
     pub memory: usize,
+    /// Directory for temporary spill files (default: $TMPDIR or /tmp).
+    #[arg(long, value_name = "DIR")]
     pub temp_dir: Option<PathBuf>,
+    /// Print one line per journey (first/last probe, duration, events, fate) instead of events.
+    #[arg(long)]
     pub summary: bool,
+    /// Format of --summary lines.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text, requires = "summary")]
     pub format: SummaryFormat,
 }
 
@@ -227,7 +245,7 @@ fn group_of(inputs: &Inputs, record: &Record) -> anyhow::Result<(Group, Span)> {
     Ok((Group::Single(record.seq), 0))
 }
 
-pub fn run(options: Options) -> anyhow::Result<()> {
+pub fn run(options: Args) -> anyhow::Result<()> {
     if options.summary && options.output.is_some() {
         return Err(crate::model::error::UsageError(
             "--summary writes to stdout; -o is for streams".into(),
@@ -276,7 +294,7 @@ fn inputs_are_files(paths: &[PathBuf]) -> bool {
 
 fn sort_exact(
     inputs: &mut Inputs,
-    options: &Options,
+    options: &Args,
     stage: &crate::model::event::Stage,
     emitter: &mut Emitter,
 ) -> anyhow::Result<()> {
@@ -484,7 +502,7 @@ impl Window {
 
 fn sort_streaming(
     inputs: &mut Inputs,
-    options: &Options,
+    options: &Args,
     emitter: &mut Emitter,
 ) -> anyhow::Result<()> {
     let mut window = Window::new(options.window.unwrap_or(DEFAULT_WINDOW_NS));
@@ -562,7 +580,7 @@ enum Sink {
 }
 
 impl Emitter {
-    fn new(options: &Options) -> anyhow::Result<Emitter> {
+    fn new(options: &Args) -> anyhow::Result<Emitter> {
         let sink = if options.summary {
             Sink::Summary {
                 out: io::BufWriter::with_capacity(256 * 1024, io::stdout().lock()),

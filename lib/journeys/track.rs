@@ -20,6 +20,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::path::PathBuf;
 
+use crate::cli::parse::parse_duration;
 use crate::cli::{self, Output};
 use crate::journeys::merge::{self, format_id, Inputs, JourneyId, Record};
 use crate::model::codec::{self, Frame, FrameKind, RawMap};
@@ -28,18 +29,32 @@ use crate::model::event::Layer;
 use crate::model::fingerprint::{fingerprint_parts, Fingerprint};
 use crate::print;
 
-#[derive(Clone, Debug)]
-pub struct Options {
+/// Add or complete each event's `tracking` section: ids from skb addresses or packet
+/// fingerprints, and links (clone, copy, nat, encap, decap, host) between journeys. Several
+/// inputs (e.g. one per host) merge in wall-clock order.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(version)]
+pub struct Args {
+    /// Input streams (default: stdin; `-` is stdin).
     pub inputs: Vec<PathBuf>,
+    /// Write the stream to FILE (created only on success).
+    #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Reorder window (ns of event time).
+    /// Reorder events by timestamp within this much event time before tracking them.
+    #[arg(long, value_parser = parse_duration, default_value = DEFAULT_WINDOW, value_name = "DURATION")]
     pub window: u64,
-    /// A journey idle this long (ns) is forgotten.
+    /// Forget a journey after this much event time without events.
+    #[arg(long, value_parser = parse_duration, default_value = DEFAULT_IDLE, value_name = "DURATION")]
     pub idle: u64,
+    /// Keep at most this many journeys; beyond, the least recently seen are forgotten (counted).
+    #[arg(long, default_value_t = DEFAULT_MAX_JOURNEYS, value_name = "N")]
     pub max_journeys: usize,
-    /// Same-host links (copy, nat, encap, decap) only within this time (ns).
+    /// Link a journey to a same-host one (copy, nat, encap, decap) only this close in time.
+    #[arg(long, value_parser = parse_duration, default_value = DEFAULT_LINK_WINDOW, value_name = "DURATION")]
     pub link_window: u64,
-    /// Cross-host links only within this time (ns), which must cover clock error + transit.
+    /// Link the same packet seen on two hosts only this close in wall-clock time (covers clock
+    /// error plus transit time).
+    #[arg(long, value_parser = parse_duration, default_value = DEFAULT_HOST_WINDOW, value_name = "DURATION")]
     pub host_window: u64,
 }
 
@@ -366,7 +381,7 @@ impl Ord for Pending {
     }
 }
 
-pub fn run(options: Options) -> anyhow::Result<()> {
+pub fn run(options: Args) -> anyhow::Result<()> {
     let mut inputs = Inputs::open(&options.inputs)?;
     let mut output = Output::create(options.output.as_deref(), print::terminal)?;
     let header = inputs.header_frame(&cli::this_stage("trail-track"), false)?;

@@ -39,9 +39,11 @@ pub const MAX_BLOCK: usize = 64 << 20;
 
 const TOOL: &str = "trail-from-pcap";
 
-/// Command-line arguments of `trail-from-pcap`.
-#[derive(Debug, clap::Args)]
-pub struct ImportArgs {
+/// Convert pcap or pcapng captures (files or stdin) into a trail event stream, so that offline
+/// captures work with every trail stage. Each packet becomes a `pcap-import` event.
+#[derive(Debug, clap::Parser)]
+#[command(name = "trail-from-pcap", version)]
+pub struct Args {
     /// pcap or pcapng files (default: stdin; `-` for stdin).
     pub inputs: Vec<PathBuf>,
     /// Write the stream to FILE (created only when the import succeeds) instead of stdout.
@@ -52,7 +54,7 @@ pub struct ImportArgs {
     pub host: Option<String>,
 }
 
-pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
+pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut output = Output::create(args.output.as_deref(), print::terminal)?;
     let inputs = if args.inputs.is_empty() {
         vec![PathBuf::from("-")]
@@ -65,7 +67,7 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
     output.finish()
 }
 
-fn import_one(path: &Path, args: &ImportArgs, output: &mut Output) -> anyhow::Result<()> {
+fn import_one(path: &Path, args: &Args, output: &mut Output) -> anyhow::Result<()> {
     let (reader, name): (Box<dyn Read>, String) = if path == Path::new("-") {
         (Box::new(io::stdin().lock()), "stdin".to_string())
     } else {

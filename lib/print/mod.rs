@@ -57,9 +57,10 @@ pub struct PrintOptions {
     pub journeys: bool,
 }
 
-/// Command-line arguments of `trail-print`.
-#[derive(Debug, clap::Args)]
-pub struct PrintArgs {
+/// Render trail streams for people (Retis-like text) or for jq (JSON lines).
+#[derive(Debug, clap::Parser)]
+#[command(name = "trail-print", version)]
+pub struct Args {
     /// Trail streams to print (default: stdin; `-` for stdin). Sections may be concatenated.
     pub inputs: Vec<std::path::PathBuf>,
     /// Output layout.
@@ -84,7 +85,7 @@ pub struct PrintArgs {
 }
 
 /// `trail-print`: renders every input to stdout.
-pub fn run(args: &PrintArgs) -> anyhow::Result<()> {
+pub fn run(args: &Args) -> anyhow::Result<()> {
     let options = PrintOptions {
         format: if args.json { Format::Json } else { args.format },
         utc: args.utc,

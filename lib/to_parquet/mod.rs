@@ -85,9 +85,12 @@ impl PartitionKey {
     }
 }
 
-/// Command-line arguments of `trail-to-parquet`.
-#[derive(Debug, clap::Args)]
-pub struct ParquetArgs {
+/// Write trail events as Parquet for DuckDB, pandas/polars, Spark and Trino: one row per event,
+/// dissected packet fields as columns, sorted by time, zstd-compressed, with statistics and page
+/// indexes. Memory stays bounded (row groups encoded in parallel while input keeps flowing).
+#[derive(Debug, clap::Parser)]
+#[command(name = "trail-to-parquet", version)]
+pub struct Args {
     /// Trail streams to convert (default: stdin; `-` for stdin). Sections may be concatenated.
     pub inputs: Vec<PathBuf>,
     /// Output file; with --partition-by, the dataset directory (created if missing). Without
@@ -165,7 +168,7 @@ struct Plan {
 }
 
 /// `trail-to-parquet`: converts every input into one file or a dataset.
-pub fn run(args: &ParquetArgs) -> anyhow::Result<()> {
+pub fn run(args: &Args) -> anyhow::Result<()> {
     if args.row_group_size == 0 {
         return Err(UsageError("--row-group-size must be at least 1".into()).into());
     }
@@ -223,7 +226,7 @@ pub fn run(args: &ParquetArgs) -> anyhow::Result<()> {
 }
 
 impl Plan {
-    fn new(args: &ParquetArgs, threads: usize) -> Plan {
+    fn new(args: &Args, threads: usize) -> Plan {
         let left_out: Vec<&str> = args
             .partition_by
             .iter()

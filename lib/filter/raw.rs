@@ -1,133 +1,40 @@
 //! Reading values straight out of an event's MessagePack bytes, without decoding the event.
 //!
 //! The filter looks at a few fields per event; decoding whole sections into owned types would
-//! cost more than everything else it does. These functions walk the encoded bytes in place,
-//! borrow strings and byte strings from them, and check every length against what is left, so
-//! a corrupt record yields an error, never a panic or a large allocation.
+//! cost more than everything else it does. These functions are the filter's shape of the one
+//! reader, [`crate::model::msgpack`] (a slice that advances, as the evaluator walks), which
+//! borrows strings and byte strings and checks every length against what is left, so a corrupt
+//! record yields an error, never a panic or a large allocation.
 
-use rmp::Marker;
+use crate::model::msgpack::{Cursor, Kind, Problem};
 
-/// One decoded value. Containers are returned as their item count with the cursor left on the
-/// first item, so callers walk into them without copying.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Value<'a> {
-    Nil,
-    Bool(bool),
-    /// Every integer width, signed or not, fits in an i128: comparisons need no casts.
-    Int(i128),
-    Float(f64),
-    Str(&'a [u8]),
-    Bin(&'a [u8]),
-    Array(u32),
-    Map(u32),
-    /// Extension types: the filter has no use for them, beyond skipping them.
-    Ext,
-}
+pub use crate::model::msgpack::Value;
 
 /// Why a value could not be read; turned into a located stream error by the caller.
-pub type Corrupt = &'static str;
+pub type Corrupt = crate::model::msgpack::Error;
 
-fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], Corrupt> {
-    if rest.len() < n {
-        return Err("a value runs past the end of the record");
-    }
-    let (head, tail) = rest.split_at(n);
-    *rest = tail;
-    Ok(head)
-}
-
-fn be(rest: &mut &[u8], n: usize) -> Result<u64, Corrupt> {
-    Ok(take(rest, n)?
-        .iter()
-        .fold(0u64, |v, &b| (v << 8) | u64::from(b)))
+/// Runs `read` on a cursor over `rest`, then moves `rest` past what it consumed.
+#[inline]
+fn advance<'a, T>(
+    rest: &mut &'a [u8],
+    read: impl FnOnce(&mut Cursor<'a>) -> Result<T, Corrupt>,
+) -> Result<T, Corrupt> {
+    let mut cursor = Cursor::new(rest);
+    let value = read(&mut cursor)?;
+    *rest = cursor.rest();
+    Ok(value)
 }
 
 /// Reads one value's header at the cursor; for scalars, the whole value.
 #[inline]
 pub fn read<'a>(rest: &mut &'a [u8]) -> Result<Value<'a>, Corrupt> {
-    let (&byte, tail) = rest.split_first().ok_or("the record ends inside a value")?;
-    *rest = tail;
-    Ok(match Marker::from_u8(byte) {
-        Marker::FixPos(n) => Value::Int(n.into()),
-        Marker::FixNeg(n) => Value::Int(n.into()),
-        Marker::Null => Value::Nil,
-        Marker::True => Value::Bool(true),
-        Marker::False => Value::Bool(false),
-        Marker::U8 => Value::Int(be(rest, 1)?.into()),
-        Marker::U16 => Value::Int(be(rest, 2)?.into()),
-        Marker::U32 => Value::Int(be(rest, 4)?.into()),
-        Marker::U64 => Value::Int(be(rest, 8)?.into()),
-        Marker::I8 => Value::Int((be(rest, 1)? as u8 as i8).into()),
-        Marker::I16 => Value::Int((be(rest, 2)? as u16 as i16).into()),
-        Marker::I32 => Value::Int((be(rest, 4)? as u32 as i32).into()),
-        Marker::I64 => Value::Int((be(rest, 8)? as i64).into()),
-        Marker::F32 => Value::Float(f32::from_bits(be(rest, 4)? as u32).into()),
-        Marker::F64 => Value::Float(f64::from_bits(be(rest, 8)?)),
-        Marker::FixStr(n) => Value::Str(take(rest, n.into())?),
-        Marker::Str8 => Value::Str(sized(rest, 1)?),
-        Marker::Str16 => Value::Str(sized(rest, 2)?),
-        Marker::Str32 => Value::Str(sized(rest, 4)?),
-        Marker::Bin8 => Value::Bin(sized(rest, 1)?),
-        Marker::Bin16 => Value::Bin(sized(rest, 2)?),
-        Marker::Bin32 => Value::Bin(sized(rest, 4)?),
-        Marker::FixArray(n) => Value::Array(n.into()),
-        Marker::Array16 => Value::Array(be(rest, 2)? as u32),
-        Marker::Array32 => Value::Array(be(rest, 4)? as u32),
-        Marker::FixMap(n) => Value::Map(n.into()),
-        Marker::Map16 => Value::Map(be(rest, 2)? as u32),
-        Marker::Map32 => Value::Map(be(rest, 4)? as u32),
-        Marker::FixExt1 => ext(rest, 1)?,
-        Marker::FixExt2 => ext(rest, 2)?,
-        Marker::FixExt4 => ext(rest, 4)?,
-        Marker::FixExt8 => ext(rest, 8)?,
-        Marker::FixExt16 => ext(rest, 16)?,
-        Marker::Ext8 => {
-            let n = be(rest, 1)? as usize;
-            ext(rest, n)?
-        }
-        Marker::Ext16 => {
-            let n = be(rest, 2)? as usize;
-            ext(rest, n)?
-        }
-        Marker::Ext32 => {
-            let n = be(rest, 4)? as usize;
-            ext(rest, n)?
-        }
-        Marker::Reserved => return Err("invalid MessagePack byte 0xc1"),
-    })
+    advance(rest, Cursor::read)
 }
 
-fn sized<'a>(rest: &mut &'a [u8], width: usize) -> Result<&'a [u8], Corrupt> {
-    let n = be(rest, width)?;
-    take(rest, usize::try_from(n).map_err(|_| "length too large")?)
-}
-
-fn ext<'a>(rest: &mut &'a [u8], n: usize) -> Result<Value<'a>, Corrupt> {
-    take(rest, n + 1)?;
-    Ok(Value::Ext)
-}
-
-pub use crate::model::codec::skip;
-
-/// Reads a map key, which trail writes as a string; other key types are read as values and
-/// returned as `None` so that lookups skip them.
+/// Advances the cursor past one whole value.
 #[inline]
-fn key<'a>(rest: &mut &'a [u8]) -> Result<Option<&'a [u8]>, Corrupt> {
-    // Fast path: trail's keys are short strings (fixstr).
-    if let Some((&marker, tail)) = rest.split_first() {
-        if (0xa0..=0xbf).contains(&marker) {
-            let len = usize::from(marker & 0x1f);
-            if len <= tail.len() {
-                *rest = &tail[len..];
-                return Ok(Some(&tail[..len]));
-            }
-        }
-    }
-    match read(rest)? {
-        Value::Str(s) => Ok(Some(s)),
-        Value::Array(_) | Value::Map(_) => Err("map key is a container"),
-        _ => Ok(None),
-    }
+pub fn skip(rest: &mut &[u8]) -> Result<(), Corrupt> {
+    advance(rest, Cursor::skip)
 }
 
 /// Within a map whose header was just read (`count` pairs at the cursor), the encoded value
@@ -137,15 +44,7 @@ pub fn map_get<'a>(
     count: u32,
     wanted: &[u8],
 ) -> Result<Option<&'a [u8]>, Corrupt> {
-    for _ in 0..count {
-        let found = key(rest)? == Some(wanted);
-        let start = *rest;
-        skip(rest)?;
-        if found {
-            return Ok(Some(&start[..start.len() - rest.len()]));
-        }
-    }
-    Ok(None)
+    advance(rest, |c| c.find(count, wanted))
 }
 
 /// Finds the top-level entries of `payload` named in `wanted`, storing each value's bytes in
@@ -157,22 +56,25 @@ pub fn index<'a>(
     found: &mut [Option<&'a [u8]>],
 ) -> Result<(), Corrupt> {
     found.iter_mut().for_each(|slot| *slot = None);
-    let mut rest = payload;
-    let Value::Map(count) = read(&mut rest)? else {
-        return Err("record is not a map");
+    let mut cursor = Cursor::new(payload);
+    let start = cursor.offset();
+    let Value::Map(count) = cursor.read()? else {
+        return Err(Corrupt {
+            offset: start,
+            problem: Problem::Expected(Kind::Map),
+        });
     };
     let mut missing = wanted.len();
     for _ in 0..count {
         if missing == 0 {
             break;
         }
-        let name = key(&mut rest)?;
-        let start = rest;
-        skip(&mut rest)?;
+        let name = cursor.key()?;
+        let value = cursor.value()?;
         let Some(name) = name else { continue };
         if let Some(i) = wanted.iter().position(|w| **w == *name) {
             if found[i].is_none() {
-                found[i] = Some(&start[..start.len() - rest.len()]);
+                found[i] = Some(value);
                 missing -= 1;
             }
         }
@@ -182,14 +84,14 @@ pub fn index<'a>(
 
 /// An integer field of an encoded map (absent, nil or not an integer: `None`).
 pub fn get_int(map: &[u8], field: &[u8]) -> Result<Option<i128>, Corrupt> {
-    let mut rest = map;
-    let Value::Map(count) = read(&mut rest)? else {
+    let mut cursor = Cursor::new(map);
+    let Value::Map(count) = cursor.read()? else {
         return Ok(None);
     };
-    let Some(mut value) = map_get(&mut rest, count, field)? else {
+    let Some(value) = cursor.find(count, field)? else {
         return Ok(None);
     };
-    Ok(match read(&mut value)? {
+    Ok(match Cursor::new(value).read()? {
         Value::Int(v) => Some(v),
         _ => None,
     })

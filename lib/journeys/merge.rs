@@ -23,6 +23,7 @@ use crate::cli;
 use crate::model::codec::{self, Frame, FrameKind, RawMap};
 use crate::model::error::{ErrorKind, StreamError, UsageError};
 use crate::model::event::{Clock, Header, Stage};
+use crate::model::msgpack::Cursor;
 
 /// A journey id in raw form: (`first_seen`, `orig_head`), as in [`crate::model::event::Tracking`].
 pub type JourneyId = (u64, u64);
@@ -397,9 +398,9 @@ fn shift(ts: u64, delta: i128, clamped: &mut bool) -> u64 {
     moved.clamp(0, i128::from(u64::MAX)) as u64
 }
 
-/// Reads an encoded MessagePack unsigned integer.
-pub fn read_u64(mut bytes: &[u8]) -> Option<u64> {
-    rmp::decode::read_int(&mut bytes).ok()
+/// Reads an encoded MessagePack unsigned integer (any width or sign marker that fits).
+pub fn read_u64(bytes: &[u8]) -> Option<u64> {
+    Cursor::new(bytes).uint().ok()
 }
 
 pub fn encode_u64(value: u64) -> Vec<u8> {

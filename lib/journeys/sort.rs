@@ -32,6 +32,7 @@ use crate::journeys::extsort::{ExternalSort, Item, SortKey};
 use crate::journeys::merge::{self, format_id, parse_id, Inputs, JourneyId, Record};
 use crate::model::codec::{self, Frame, FrameKind, RawMap};
 use crate::model::event::{Drop, Probe};
+use crate::model::msgpack::Cursor;
 use crate::model::probe::is_end_of_life;
 use crate::print;
 
@@ -211,7 +212,8 @@ pub fn journey_of(
     let field =
         |key: &str| codec::map_value(value, key).map_err(|why| format!("section tracking: {why}"));
     if let Some(parent) = field("parent")? {
-        let (text, _) = rmp::decode::read_str_from_slice(parent)
+        let text = Cursor::new(parent)
+            .str()
             .map_err(|_| "tracking.parent is not a string".to_string())?;
         if let Some(root) = parse_id(text) {
             return Ok(Some((root, range)));
@@ -757,11 +759,12 @@ fn splice_index(
         }
         None => {
             // Append the entry: a map header one entry longer, then the entries as they are.
-            let mut rest = tracking;
-            let count = rmp::decode::read_map_len(&mut rest)
-                .map_err(|e| format!("section tracking is not a map: {e}"))?;
+            let mut cursor = Cursor::new(tracking);
+            let count = cursor
+                .map_len()
+                .map_err(|e| format!("section tracking is not a map: {}", e.rmp_text()))?;
             let _ = rmp::encode::write_map_len(out, count + 1);
-            out.extend_from_slice(rest);
+            out.extend_from_slice(cursor.rest());
             let _ = rmp::encode::write_str(out, "index");
             out.extend_from_slice(index_value);
         }

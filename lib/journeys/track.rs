@@ -27,6 +27,7 @@ use crate::model::codec::{self, Frame, FrameKind, RawMap};
 use crate::model::error::{ErrorKind, StreamError};
 use crate::model::event::Layer;
 use crate::model::fingerprint::{fingerprint_parts, Fingerprint};
+use crate::model::msgpack::{Cursor, Problem};
 use crate::print;
 
 /// Add or complete each event's `tracking` section: ids from skb addresses or packet
@@ -651,8 +652,9 @@ fn uint(section: &[u8], name: &str, key: &str) -> Result<u64, String> {
 fn text<'p>(section: &'p [u8], name: &str, key: &str) -> Result<Option<&'p str>, String> {
     match field(section, name, key)? {
         None => Ok(None),
-        Some(value) => rmp::decode::read_str_from_slice(value)
-            .map(|(text, _)| Some(text))
+        Some(value) => Cursor::new(value)
+            .str()
+            .map(Some)
             .map_err(|_| format!("{name}.{key} is not a string")),
     }
 }
@@ -661,13 +663,10 @@ fn text<'p>(section: &'p [u8], name: &str, key: &str) -> Result<Option<&'p str>,
 fn packet_fingerprint(section: &[u8]) -> Result<Option<Fingerprint>, String> {
     let data = match field(section, "packet", "data")? {
         None => &[][..],
-        Some(value) => {
-            let mut rest = value;
-            let len = rmp::decode::read_bin_len(&mut rest)
-                .map_err(|_| "packet.data is not a byte string".to_string())?;
-            rest.get(..len as usize)
-                .ok_or("packet.data runs past its section")?
-        }
+        Some(value) => Cursor::new(value).bin().map_err(|e| match e.problem {
+            Problem::PastEnd => "packet.data runs past its section".to_string(),
+            _ => "packet.data is not a byte string".to_string(),
+        })?,
     };
     let layer = match text(section, "packet", "layer")? {
         None | Some("l2") => Layer::L2,

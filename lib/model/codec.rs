@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::model::error::{ErrorKind, StreamError};
 use crate::model::event::{Event, Header, Lost, Trailer, FORMAT_MAJOR, FORMAT_MINOR};
+use crate::model::msgpack::{self, Cursor, Entry, Problem};
 
 /// First six bytes of every section. `0xC1` is never valid MessagePack, and no JSON, pcap or
 /// pcapng file starts with it.
@@ -362,70 +363,82 @@ impl<W: Write> Writer<W> {
 
 /// The raw view of one MessagePack map (an event or a header): where each key's value lies in
 /// the payload, without decoding the values. Lets stages read one section, or replace one, while
-/// every other byte stays as the producer wrote it.
+/// every other byte stays as the producer wrote it. Built with the one reader,
+/// [`crate::model::msgpack`]; stricter than its lookups: every key must be a UTF-8 string and
+/// nothing may follow the map.
 #[derive(Debug, Default)]
 pub struct RawMap {
-    /// (key bytes, value bytes) as ranges of the payload, in payload order. Ranges rather than
-    /// owned keys: indexing a record allocates nothing but this vector.
-    entries: Vec<(Range<usize>, Range<usize>)>,
+    /// End of the map header.
+    header_end: u32,
+    /// Entries as offsets into the payload, in payload order: indexing a record allocates
+    /// nothing but this vector.
+    entries: Vec<Entry>,
 }
 
 impl RawMap {
     /// Indexes a payload that holds one MessagePack map with string keys.
     pub fn parse(payload: &[u8]) -> Result<RawMap, String> {
-        let mut rest = payload;
-        let count = rmp::decode::read_map_len(&mut rest)
-            .map_err(|e| format!("record is not a map: {e}"))?;
+        if u32::try_from(payload.len()).is_err() {
+            return Err("record larger than 4 GiB".into());
+        }
+        let mut cursor = Cursor::new(payload);
+        let count = cursor
+            .map_len()
+            .map_err(|e| format!("record is not a map: {}", e.rmp_text()))?;
+        let header_end = cursor.offset() as u32;
         let mut entries = Vec::with_capacity(count.min(64) as usize);
         for _ in 0..count {
-            let key_len = read_key_len(&mut rest)?;
-            if key_len > rest.len() {
-                return Err("map key runs past the end of the record".into());
-            }
-            let key = &rest[..key_len];
+            let start = cursor.offset();
+            let key = string_key(&mut cursor)?;
             // Keys are ASCII names: the full UTF-8 check only for the odd one that is not.
             if !key.is_ascii() && std::str::from_utf8(key).is_err() {
                 return Err("map key is not UTF-8".into());
             }
-            let key_start = payload.len() - rest.len();
-            rest = &rest[key_len..];
-            let start = payload.len() - rest.len();
-            skip(&mut rest).map_err(str::to_string)?;
-            let end = payload.len() - rest.len();
-            entries.push((key_start..start, start..end));
+            let value = cursor.offset();
+            cursor.skip().map_err(|e| e.to_string())?;
+            // Offsets fit: the payload is shorter than 4 GiB (checked above).
+            entries.push(Entry {
+                start: start as u32,
+                key: (value - key.len()) as u32,
+                value: value as u32,
+                end: cursor.offset() as u32,
+            });
         }
-        if !rest.is_empty() {
+        if !cursor.is_empty() {
             return Err(format!(
                 "{} bytes after the end of the record's map",
-                rest.len()
+                cursor.rest().len()
             ));
         }
-        Ok(RawMap { entries })
+        Ok(RawMap {
+            header_end,
+            entries,
+        })
     }
 
     /// The keys, in payload order. `payload` must be the one this map was parsed from.
     pub fn keys<'a, 'p: 'a>(&'a self, payload: &'p [u8]) -> impl Iterator<Item = &'p str> + 'a {
-        self.entries.iter().map(move |(k, _)| key_str(payload, k))
+        self.entries.iter().map(move |e| key_str(e.key(payload)))
     }
 
     /// Where the encoded value stored under `key` lies in the payload.
     pub fn range(&self, payload: &[u8], key: &str) -> Option<Range<usize>> {
         self.entries
             .iter()
-            .find(|(k, _)| &payload[k.clone()] == key.as_bytes())
-            .map(|(_, range)| range.clone())
+            .find(|e| e.key(payload) == key.as_bytes())
+            .map(Entry::value_range)
     }
 
     /// The encoded value stored under `key`.
     pub fn get<'p>(&self, payload: &'p [u8], key: &str) -> Option<&'p [u8]> {
         self.entries
             .iter()
-            .find(|(k, _)| &payload[k.clone()] == key.as_bytes())
-            .map(|(_, range)| &payload[range.clone()])
+            .find(|e| e.key(payload) == key.as_bytes())
+            .map(|e| e.value(payload))
     }
 
     /// Re-encodes the map with `key` set to the already-encoded `value` (replaced in place, or
-    /// appended). Every other entry is copied byte for byte.
+    /// appended). Every other byte is copied as it is.
     pub fn with_entry(&self, payload: &[u8], key: &str, value: &[u8], out: &mut Vec<u8>) {
         self.splice(
             payload,
@@ -443,7 +456,7 @@ impl RawMap {
 
     /// Re-encodes the map into `out`: for each entry, `replace(key, value, out)` may write a new
     /// encoded value into `out` and return true; otherwise the value is copied byte for byte.
-    /// Entries of `add` whose key is absent are appended, in order.
+    /// Entries of `add` whose key is absent are appended, in order (at most 64).
     pub fn splice(
         &self,
         payload: &[u8],
@@ -451,171 +464,56 @@ impl RawMap {
         mut replace: impl FnMut(&str, &[u8], &mut Vec<u8>) -> bool,
         add: &[(&str, &[u8])],
     ) {
-        out.clear();
-        let added: Vec<&(&str, &[u8])> = add
-            .iter()
-            .filter(|(key, _)| self.get(payload, key).is_none())
-            .collect();
-        // Writing into a Vec cannot fail.
-        let _ = rmp::encode::write_map_len(out, (self.entries.len() + added.len()) as u32);
-        for (k, range) in &self.entries {
-            let name = key_str(payload, k);
-            let value = &payload[range.clone()];
-            let _ = rmp::encode::write_str(out, name);
-            if !replace(name, value, out) {
-                out.extend_from_slice(value);
-            }
+        let mut added = [(&[][..], &[][..]); 64];
+        for (slot, (key, value)) in added.iter_mut().zip(add) {
+            *slot = (key.as_bytes(), value);
         }
-        for (key, value) in added {
-            let _ = rmp::encode::write_str(out, key);
-            out.extend_from_slice(value);
-        }
+        let end = self.entries.last().map_or(self.header_end, |e| e.end) as usize;
+        let result: Result<(), std::convert::Infallible> = msgpack::splice_entries(
+            payload,
+            self.header_end as usize,
+            self.entries.len() as u32,
+            self.entries.iter().copied(),
+            end,
+            out,
+            |key, value, out| Ok(replace(key_str(key), value, out)),
+            &added[..add.len().min(64)],
+        );
+        let _ = result;
     }
 }
 
-/// Reads the header of a map key (a string) and returns its length.
+/// Reads a map key, which must be a string; errors in the words this module always used.
 #[inline]
-fn read_key_len(rest: &mut &[u8]) -> Result<usize, String> {
-    // Fast path: trail's keys are short strings (fixstr), one byte of header.
-    if let Some((&marker, tail)) = rest.split_first() {
-        if marker & 0xe0 == 0xa0 {
-            *rest = tail;
-            return Ok(usize::from(marker & 0x1f));
-        }
-    }
-    rmp::decode::read_str_len(rest)
-        .map(|len| len as usize)
-        .map_err(|e| format!("map key is not a string: {e}"))
+fn string_key<'a>(cursor: &mut Cursor<'a>) -> Result<&'a [u8], String> {
+    let key = cursor.str_bytes().map_err(|e| match e.problem {
+        Problem::PastEnd => "map key runs past the end of the record".to_string(),
+        _ => format!("map key is not a string: {}", e.rmp_text()),
+    })?;
+    Ok(key)
 }
 
 /// The encoded value stored under `key` in the MessagePack map `map`, found by walking the map
-/// up to that key: for reading one field of a section without indexing the whole section.
+/// up to that key: for reading one field of a section without indexing the whole section. Keys
+/// must be strings, as in [`RawMap::parse`].
 pub fn map_value<'p>(map: &'p [u8], key: &str) -> Result<Option<&'p [u8]>, String> {
-    let mut rest = map;
-    let count = rmp::decode::read_map_len(&mut rest).map_err(|e| format!("not a map: {e}"))?;
+    let mut cursor = Cursor::new(map);
+    let count = cursor
+        .map_len()
+        .map_err(|e| format!("not a map: {}", e.rmp_text()))?;
     for _ in 0..count {
-        let key_len = read_key_len(&mut rest)?;
-        if key_len > rest.len() {
-            return Err("map key runs past the end of the record".into());
-        }
-        let found = &rest[..key_len] == key.as_bytes();
-        rest = &rest[key_len..];
-        let start = rest;
-        skip(&mut rest).map_err(str::to_string)?;
+        let found = string_key(&mut cursor)? == key.as_bytes();
+        let value = cursor.value().map_err(|e| e.to_string())?;
         if found {
-            return Ok(Some(&start[..start.len() - rest.len()]));
+            return Ok(Some(value));
         }
     }
     Ok(None)
 }
 
-/// A key range validated as UTF-8 by [`RawMap::parse`].
-fn key_str<'p>(payload: &'p [u8], range: &Range<usize>) -> &'p str {
-    std::str::from_utf8(&payload[range.clone()]).unwrap_or("")
-}
-
-/// Marks markers whose value size is not given by the marker alone (containers, sized strings).
-const VARIABLE: u8 = 0xff;
-
-/// For each marker byte: how many bytes follow it, or [`VARIABLE`].
-const FIXED_SIZE: [u8; 256] = {
-    let mut table = [VARIABLE; 256];
-    let mut marker = 0;
-    while marker < 256 {
-        let byte = marker as u8;
-        table[marker] = match byte {
-            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => 0,
-            0xa0..=0xbf => byte & 0x1f,
-            0xcc | 0xd0 => 1,
-            0xcd | 0xd1 | 0xd4 => 2,
-            0xd5 => 3,
-            0xca | 0xce | 0xd2 => 4,
-            0xd6 => 5,
-            0xcb | 0xcf | 0xd3 => 8,
-            0xd7 => 9,
-            0xd8 => 17,
-            _ => VARIABLE,
-        };
-        marker += 1;
-    }
-    table
-};
-
-/// Advances the cursor past one whole value.
-///
-/// This is where stages that index records spend their time (trail-filter steps over every
-/// section before the ones an expression reads; [`RawMap::parse`] over every section), so it
-/// works on marker bytes directly and iterates with a count of values still to skip instead of
-/// recursing: no nesting depth can exhaust the stack. Checks every length against what is left.
-pub fn skip(rest: &mut &[u8]) -> Result<(), &'static str> {
-    let buf = *rest;
-    // A position in `buf` rather than a shrinking slice: one bounds check per value.
-    let mut at = 0usize;
-    let mut pending: u64 = 1;
-    while pending > 0 {
-        pending -= 1;
-        let Some(&marker) = buf.get(at) else {
-            return Err("the record ends inside a value");
-        };
-        at += 1;
-        // Most values are scalars of a size the marker alone gives: one table look-up and one
-        // well-predicted branch, instead of a many-way jump on every value.
-        let fixed = FIXED_SIZE[usize::from(marker)];
-        if fixed != VARIABLE {
-            at += usize::from(fixed);
-            if at > buf.len() {
-                return Err("a value runs past the end of the record");
-            }
-            continue;
-        }
-        let mut tail = &buf[at..];
-        let (len, items): (u64, u64) = match marker {
-            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (0, 0),
-            0x80..=0x8f => (0, 2 * u64::from(marker & 0x0f)),
-            0x90..=0x9f => (0, u64::from(marker & 0x0f)),
-            0xa0..=0xbf => (u64::from(marker & 0x1f), 0),
-            0xc4 | 0xd9 => (be(&mut tail, 1)?, 0),
-            0xc5 | 0xda => (be(&mut tail, 2)?, 0),
-            0xc6 | 0xdb => (be(&mut tail, 4)?, 0),
-            0xc7 => (be(&mut tail, 1)? + 1, 0),
-            0xc8 => (be(&mut tail, 2)? + 1, 0),
-            0xc9 => (be(&mut tail, 4)? + 1, 0),
-            0xcc | 0xd0 => (1, 0),
-            0xcd | 0xd1 => (2, 0),
-            0xca | 0xce | 0xd2 => (4, 0),
-            0xcb | 0xcf | 0xd3 => (8, 0),
-            0xd4 => (2, 0),
-            0xd5 => (3, 0),
-            0xd6 => (5, 0),
-            0xd7 => (9, 0),
-            0xd8 => (17, 0),
-            0xdc => (0, be(&mut tail, 2)?),
-            0xdd => (0, be(&mut tail, 4)?),
-            0xde => (0, 2 * be(&mut tail, 2)?),
-            0xdf => (0, 2 * be(&mut tail, 4)?),
-            0xc1 => return Err("invalid MessagePack byte 0xc1"),
-        };
-        if len > tail.len() as u64 {
-            return Err("a value runs past the end of the record");
-        }
-        at = buf.len() - tail.len() + len as usize;
-        pending += items;
-        // Each value takes at least a byte: a larger count is corrupt (and would loop for long).
-        if pending > (buf.len() - at) as u64 {
-            return Err("a container claims more items than the record holds");
-        }
-    }
-    *rest = &buf[at..];
-    Ok(())
-}
-
-fn be(rest: &mut &[u8], n: usize) -> Result<u64, &'static str> {
-    if rest.len() < n {
-        return Err("a value runs past the end of the record");
-    }
-    let (head, tail) = rest.split_at(n);
-    *rest = tail;
-    Ok(head.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b)))
+/// A key validated as UTF-8 by [`RawMap::parse`].
+fn key_str(key: &[u8]) -> &str {
+    std::str::from_utf8(key).unwrap_or("")
 }
 
 /// Decodes just one section of an event payload (e.g. `tracking`), without the others.

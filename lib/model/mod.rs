@@ -3,6 +3,7 @@
 //!
 //! - [`event`]: the event model (sections of a record) and the stream's format version;
 //! - [`codec`]: the framed MessagePack stream (spec in `schemas/stream.md`);
+//! - [`msgpack`]: the one MessagePack reader (read, skip, look up, splice in place);
 //! - [`view`]: events read in place, without allocation;
 //! - [`error`]: typed errors for bad input and usage, with input name and byte offset;
 //! - [`dissect`], [`fingerprint`]: packet bytes into layers, and a packet's identity;
@@ -14,6 +15,7 @@ pub mod dissect;
 pub mod error;
 pub mod event;
 pub mod fingerprint;
+pub mod msgpack;
 pub mod probe;
 pub mod synth;
 pub mod view;

@@ -16,6 +16,7 @@
 //! and mutated payloads. Sections made of numbers only (`skb`, `netns`) reuse the owned types.
 
 use crate::model::event::{Event, Layer, Netns, ProbeKind, Skb};
+use crate::model::msgpack;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EventView<'a> {
@@ -348,10 +349,7 @@ impl<'a> EventView<'a> {
     /// The view of an event payload in the canonical encoding; `None` for anything else (see the
     /// module header: decode the owned [`Event`] then).
     pub fn parse(payload: &'a [u8]) -> Option<EventView<'a>> {
-        let c = &mut Cursor {
-            buf: payload,
-            at: 0,
-        };
+        let c = &mut Cursor(msgpack::Cursor::new(payload));
         let mut v = EventView::default();
         walk_map!(c, {
             b"common" => v.common = c.option(common)?,
@@ -367,7 +365,7 @@ impl<'a> EventView<'a> {
             b"stack" => v.stack = c.option(stack)?,
             b"retval" => v.retval = c.option(Cursor::int)?,
         });
-        (c.at == payload.len()).then_some(v)
+        c.0.is_empty().then_some(v)
     }
 }
 
@@ -535,7 +533,7 @@ fn stack<'a>(c: &mut Cursor<'a>) -> Option<StackView<'a>> {
         b"frames" => {
             let count = c.array_len()?;
             // Every frame takes at least a byte: a larger count is not worth reserving for.
-            let mut frames = Vec::with_capacity(count.min(c.buf.len() - c.at));
+            let mut frames = Vec::with_capacity(count.min(c.left()));
             for _ in 0..count {
                 frames.push(stack_frame(c)?);
             }
@@ -554,128 +552,59 @@ fn stack_frame<'a>(c: &mut Cursor<'a>) -> Option<StackFrameView<'a>> {
     Some(v)
 }
 
-/// A read position in a payload. Every method consumes one whole value of the shape it names, or
-/// returns `None` (and the parse is abandoned, so the position then does not matter).
-struct Cursor<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
+/// A read position in a payload: the one reader's cursor ([`crate::model::msgpack`]), seen as
+/// `Option`s. Every method consumes one whole value of the shape it names, or returns `None`
+/// (and the parse is abandoned, so the position then does not matter).
+struct Cursor<'a>(msgpack::Cursor<'a>);
 
 impl<'a> Cursor<'a> {
-    fn byte(&mut self) -> Option<u8> {
-        let byte = *self.buf.get(self.at)?;
-        self.at += 1;
-        Some(byte)
-    }
-
-    fn take(&mut self, len: usize) -> Option<&'a [u8]> {
-        let end = self.at.checked_add(len)?;
-        let bytes = self.buf.get(self.at..end)?;
-        self.at = end;
-        Some(bytes)
-    }
-
-    /// A big-endian unsigned number of `len` bytes (MessagePack's byte order).
-    fn be(&mut self, len: usize) -> Option<u64> {
-        Some(
-            self.take(len)?
-                .iter()
-                .fold(0u64, |value, &b| (value << 8) | u64::from(b)),
-        )
+    /// Bytes left: a bound on how many values can follow.
+    fn left(&self) -> usize {
+        self.0.rest().len()
     }
 
     fn map_len(&mut self) -> Option<u64> {
-        match self.byte()? {
-            marker @ 0x80..=0x8f => Some(u64::from(marker & 0x0f)),
-            0xde => self.be(2),
-            0xdf => self.be(4),
-            _ => None,
-        }
+        self.0.map_len().ok().map(u64::from)
     }
 
     fn array_len(&mut self) -> Option<usize> {
-        match self.byte()? {
-            marker @ 0x90..=0x9f => Some(usize::from(marker & 0x0f)),
-            0xdc => self.be(2).map(|n| n as usize),
-            0xdd => self.be(4).map(|n| n as usize),
-            _ => None,
-        }
+        self.0.array_len().ok().map(|n| n as usize)
     }
 
     /// A string's bytes, unchecked: map keys, compared with known ASCII names.
     fn str_bytes(&mut self) -> Option<&'a [u8]> {
-        let len = match self.byte()? {
-            marker @ 0xa0..=0xbf => u64::from(marker & 0x1f),
-            0xd9 => self.be(1)?,
-            0xda => self.be(2)?,
-            0xdb => self.be(4)?,
-            _ => return None,
-        };
-        self.take(usize::try_from(len).ok()?)
+        self.0.str_bytes().ok()
     }
 
     fn str(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.str_bytes()?).ok()
+        self.0.str().ok()
     }
 
     fn bin(&mut self) -> Option<&'a [u8]> {
-        let len = match self.byte()? {
-            0xc4 => self.be(1)?,
-            0xc5 => self.be(2)?,
-            0xc6 => self.be(4)?,
-            _ => return None,
-        };
-        self.take(usize::try_from(len).ok()?)
+        self.0.bin().ok()
     }
 
     fn bool(&mut self) -> Option<bool> {
-        match self.byte()? {
-            0xc2 => Some(false),
-            0xc3 => Some(true),
-            _ => None,
-        }
+        self.0.bool().ok()
     }
 
     /// Any integer that is not negative (serde takes a signed encoding of a value in range).
     fn uint(&mut self) -> Option<u64> {
-        match self.byte()? {
-            marker @ 0x00..=0x7f => Some(u64::from(marker)),
-            0xcc => self.be(1),
-            0xcd => self.be(2),
-            0xce => self.be(4),
-            0xcf => self.be(8),
-            0xd0..=0xd3 => {
-                self.at -= 1;
-                self.int().and_then(|v| u64::try_from(v).ok())
-            }
-            _ => None,
-        }
+        self.0.uint().ok()
     }
 
     fn int(&mut self) -> Option<i64> {
-        match self.byte()? {
-            marker @ (0x00..=0x7f | 0xe0..=0xff) => Some(i64::from(marker as i8)),
-            0xcc => self.be(1).map(|v| v as i64),
-            0xcd => self.be(2).map(|v| v as i64),
-            0xce => self.be(4).map(|v| v as i64),
-            0xcf => self.be(8).and_then(|v| i64::try_from(v).ok()),
-            0xd0 => self.be(1).map(|v| i64::from(v as u8 as i8)),
-            0xd1 => self.be(2).map(|v| i64::from(v as u16 as i16)),
-            0xd2 => self.be(4).map(|v| i64::from(v as u32 as i32)),
-            0xd3 => self.be(8).map(|v| v as i64),
-            _ => None,
-        }
+        self.0.int().ok()
     }
 
     /// An unsigned integer that fits `T` (serde rejects one that does not).
     fn num<T: TryFrom<u64>>(&mut self) -> Option<T> {
-        T::try_from(self.uint()?).ok()
+        self.0.num().ok()
     }
 
     /// nil as `None`, anything else read by `value`.
     fn option<T>(&mut self, value: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
-        if *self.buf.get(self.at)? == 0xc0 {
-            self.at += 1;
+        if self.0.nil() {
             return Some(None);
         }
         value(self).map(Some)

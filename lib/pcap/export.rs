@@ -72,19 +72,16 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::cli::{self, RawOutput};
+use crate::model::codec::{self, Frame, FrameKind, Reader};
+use crate::model::error::UsageError;
+use crate::model::event::{linktype, Event, Header, Layer, Lost, Skb};
+use crate::model::view::{CommonView, DevView, EventView, PacketView, ProbeView};
+use crate::pcap::pcapng::{NgPacket, NgWriter, MAX_SNAPLEN};
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
-use serde::Deserialize;
-
-use crate::cli::{self, RawOutput};
-use crate::model::codec::{self, Frame, FrameKind, Reader};
-use crate::model::error::UsageError;
-use crate::model::event::{
-    linktype, Dev, Drop, Header, Layer, Lost, Netns, Packet, Probe, Tracking,
-};
-use crate::pcap::pcapng::{NgPacket, NgWriter, MAX_SNAPLEN};
 
 /// pcapng `epb_flags` direction bits.
 const EPB_INBOUND: u32 = 1;
@@ -306,37 +303,24 @@ fn open_input(path: &Path, out: SharedOut) -> anyhow::Result<Reader<FlushingInpu
     Ok(Reader::new(input, name))
 }
 
-/// The sections of an event this tool reads; the others are skipped by the decoder and travel
-/// only inside the custom option.
-#[derive(Default, Deserialize)]
-#[serde(default)]
-struct View {
-    common: Option<CommonView>,
-    probe: Option<Probe>,
-    packet: Option<Packet>,
-    skb: Option<SkbView>,
-    dev: Option<Dev>,
-    netns: Option<Netns>,
-    drop: Option<Drop>,
-    tracking: Option<Tracking>,
+/// The event in `frame`, read in place through [`EventView::parse`] (the one reader) when it is
+/// in the canonical encoding; anything else is decoded by serde into `owned`, whose rules
+/// decide and whose errors are reported, and viewed from there.
+fn view_of<'a>(
+    frame: &'a Frame,
+    owned: &'a mut Option<Event>,
+    input: &str,
+) -> anyhow::Result<EventView<'a>> {
+    if let Some(view) = EventView::parse(&frame.payload) {
+        return Ok(view);
+    }
+    let event: Event = codec::decode(frame, input)?;
+    Ok(EventView::from(&*owned.insert(event)))
 }
 
-/// The fields of `common` used here: decoding fewer fields (and no `comm` string) is a
-/// measurable part of the per-event cost.
-#[derive(Default, Deserialize)]
-#[serde(default)]
-struct CommonView {
-    timestamp: u64,
-    host: Option<String>,
-}
-
-/// The fields of `skb` used here (see [`crate::model::event::Skb`] for their meaning).
-#[derive(Default, Deserialize)]
-#[serde(default)]
-struct SkbView {
-    addr: u64,
-    protocol: u16,
-    pkt_type: u8,
+/// The probe as a user writes it: `tp:net:netif_receive_skb` (as [`crate::model::event::Probe::spec`]).
+fn spec(probe: &ProbeView<'_>) -> String {
+    format!("{}:{}", probe.kind.marker(), probe.name)
 }
 
 /// What the run did, for the summary on stderr.
@@ -582,7 +566,8 @@ impl Exporter {
             latest.clear();
             let pending = std::mem::take(pending);
             for (_, (_, frame)) in pending {
-                let view: View = codec::decode(&frame, "buffered event")?;
+                let mut owned = None;
+                let view = view_of(&frame, &mut owned, "buffered event")?;
                 self.emit(&view, &frame)?;
             }
         }
@@ -596,7 +581,8 @@ impl Exporter {
     }
 
     fn event(&mut self, frame: &Frame, input: &str) -> anyhow::Result<()> {
-        let view: View = codec::decode(frame, input)?;
+        let mut owned = None;
+        let view = view_of(frame, &mut owned, input)?;
         if !self.patterns.is_empty() {
             let keep = view
                 .probe
@@ -606,7 +592,7 @@ impl Exporter {
                 return Ok(());
             }
         }
-        if view.packet.as_ref().is_none_or(|p| p.data.0.is_empty()) {
+        if view.packet.as_ref().is_none_or(|p| p.data.is_empty()) {
             self.stats.no_packet += 1;
             return Ok(());
         }
@@ -659,14 +645,15 @@ impl Exporter {
                 if matches!(old_key, JourneyKey::Tracked(..)) {
                     self.stats.early_journeys += 1;
                 }
-                let old_view: View = codec::decode(&old_frame, input)?;
+                let mut owned = None;
+                let old_view = view_of(&old_frame, &mut owned, input)?;
                 self.emit(&old_view, &old_frame)
             }
         }
     }
 
     /// Writes one packet (the event in `frame`, already decoded as `view`).
-    fn emit(&mut self, view: &View, frame: &Frame) -> anyhow::Result<()> {
+    fn emit(&mut self, view: &EventView<'_>, frame: &Frame) -> anyhow::Result<()> {
         let Some(packet) = &view.packet else {
             return Ok(());
         };
@@ -678,7 +665,7 @@ impl Exporter {
                 return Ok(());
             }
             self.data.clear();
-            self.data.extend_from_slice(&packet.data.0);
+            self.data.extend_from_slice(packet.data);
             return self.write_packet(view, frame, direction, linktype, packet.len, None);
         };
         let linktype = self.link.linktype();
@@ -694,7 +681,7 @@ impl Exporter {
 
     fn write_packet(
         &mut self,
-        view: &View,
+        view: &EventView<'_>,
         frame: &Frame,
         direction: Direction,
         linktype: u32,
@@ -721,14 +708,14 @@ impl Exporter {
                 let netns = view.netns.as_ref().map_or(0, |n| n.inum);
                 let ifindex = view.dev.as_ref().map_or(0, |d| d.ifindex);
                 let name = match &view.dev {
-                    Some(dev) if ifindex == 0 => dev.name.clone(),
+                    Some(dev) if ifindex == 0 => dev.name.to_string(),
                     _ => String::new(),
                 };
                 let host = match &view.common {
                     _ if netns == 0 && ifindex == 0 && name.is_empty() => String::new(),
                     Some(CommonView {
                         host: Some(host), ..
-                    }) => host.clone(),
+                    }) => host.to_string(),
                     _ => section.host.clone(),
                 };
                 InterfaceKey::Device {
@@ -740,7 +727,7 @@ impl Exporter {
                 }
             }
             InterfacePer::Probe => InterfaceKey::Probe {
-                spec: view.probe.as_ref().map(Probe::spec).unwrap_or_default(),
+                spec: view.probe.as_ref().map(spec).unwrap_or_default(),
                 linktype,
             },
         };
@@ -766,7 +753,7 @@ impl Exporter {
     }
 
     /// The IDB number for `key` in this section, writing the IDB on first use.
-    fn interface(&mut self, key: &InterfaceKey, dev: Option<&Dev>) -> anyhow::Result<u32> {
+    fn interface(&mut self, key: &InterfaceKey, dev: Option<&DevView<'_>>) -> anyhow::Result<u32> {
         if let Some(&id) = self.interfaces.get(key) {
             return Ok(id);
         }
@@ -780,7 +767,7 @@ impl Exporter {
                 linktype,
             } => {
                 let name = match dev {
-                    Some(dev) if !dev.name.is_empty() => dev.name.clone(),
+                    Some(dev) if !dev.name.is_empty() => dev.name.to_string(),
                     _ if *ifindex != 0 => format!("if{ifindex}"),
                     _ => "unknown".to_string(),
                 };
@@ -827,8 +814,8 @@ fn pcap_error(err: PcapError) -> anyhow::Error {
 
 /// Whether `pattern` (with `*` wildcards) matches the probe's spec (`tp:net:netif_receive_skb`)
 /// or its name alone (`net:netif_receive_skb`).
-pub fn probe_matches(pattern: &str, probe: &Probe) -> bool {
-    glob(pattern.as_bytes(), probe.spec().as_bytes())
+pub fn probe_matches(pattern: &str, probe: &ProbeView<'_>) -> bool {
+    glob(pattern.as_bytes(), spec(probe).as_bytes())
         || glob(pattern.as_bytes(), probe.name.as_bytes())
 }
 
@@ -865,7 +852,7 @@ pub enum Direction {
 /// Direction implied by where a probe sits: the receive entry points of the core stack are
 /// inbound, the device transmit path is outbound; elsewhere (drops, frees, L3/L4 functions that
 /// both paths reach) it is unknown.
-pub fn probe_direction(probe: &Probe) -> Direction {
+pub fn probe_direction(probe: &ProbeView<'_>) -> Direction {
     let function = probe.name.rsplit(':').next().unwrap_or("");
     match function {
         "netif_receive_skb"
@@ -893,7 +880,7 @@ pub fn probe_direction(probe: &Probe) -> Direction {
     }
 }
 
-fn direction(view: &View) -> Direction {
+fn direction(view: &EventView<'_>) -> Direction {
     let from_probe = view
         .probe
         .as_ref()
@@ -911,8 +898,8 @@ fn direction(view: &View) -> Direction {
     // Imported cooked captures say it in their header.
     if let Some(packet) = &view.packet {
         let cooked_type = match packet.linktype {
-            linktype::LINUX_SLL if packet.data.0.len() >= 16 => Some(packet.data.0[1]),
-            linktype::LINUX_SLL2 if packet.data.0.len() >= 20 => Some(packet.data.0[10]),
+            linktype::LINUX_SLL if packet.data.len() >= 16 => Some(packet.data[1]),
+            linktype::LINUX_SLL2 if packet.data.len() >= 20 => Some(packet.data[10]),
             _ => None,
         };
         match cooked_type {
@@ -926,7 +913,7 @@ fn direction(view: &View) -> Direction {
 
 /// `epb_flags`: direction (bits 0-1) and, for inbound packets with a known skb, the reception
 /// type (bits 2-4).
-fn epb_flags(direction: Direction, skb: Option<&SkbView>) -> Option<u32> {
+fn epb_flags(direction: Direction, skb: Option<&Skb>) -> Option<u32> {
     match direction {
         Direction::Unknown => None,
         Direction::Outbound => Some(EPB_OUTBOUND),
@@ -943,10 +930,10 @@ fn epb_flags(direction: Direction, skb: Option<&SkbView>) -> Option<u32> {
     }
 }
 
-fn packet_comment(out: &mut String, view: &View, note: Option<&str>, truncated: bool) {
+fn packet_comment(out: &mut String, view: &EventView<'_>, note: Option<&str>, truncated: bool) {
     out.clear();
     match &view.probe {
-        Some(probe) => out.push_str(&probe.spec()),
+        Some(probe) => out.push_str(&spec(probe)),
         None => out.push_str("(no probe)"),
     }
     if let Some(tracking) = &view.tracking {
@@ -962,7 +949,7 @@ fn packet_comment(out: &mut String, view: &View, note: Option<&str>, truncated: 
             if drop.reason.is_empty() {
                 "?"
             } else {
-                &drop.reason
+                drop.reason
             }
         );
     }
@@ -999,8 +986,8 @@ enum Start<'a> {
     Other,
 }
 
-fn start_of<'a>(packet: &'a Packet, skb: Option<&SkbView>) -> Start<'a> {
-    let data = &packet.data.0;
+fn start_of<'a>(packet: &PacketView<'a>, skb: Option<&Skb>) -> Start<'a> {
+    let data = packet.data;
     let be16 = |at: usize| u16::from_be_bytes([data[at], data[at + 1]]);
     let l3 = packet.layer == Layer::L3
         || matches!(
@@ -1044,13 +1031,13 @@ fn start_of<'a>(packet: &'a Packet, skb: Option<&SkbView>) -> Start<'a> {
 
 /// Converts the event's bytes to `link` into `out`; `None` when they cannot be.
 fn convert(
-    packet: &Packet,
-    view: &View,
+    packet: &PacketView<'_>,
+    view: &EventView<'_>,
     link: Link,
     direction: Direction,
     out: &mut Vec<u8>,
 ) -> Option<Converted> {
-    let data = &packet.data.0;
+    let data = packet.data;
     let orig = packet.len.max(data.len() as u32);
     out.clear();
     // New header length minus the old one, applied to the original length too.
@@ -1133,11 +1120,11 @@ fn convert(
     Some(Converted { orig_len, note })
 }
 
-fn ifindex(view: &View) -> u32 {
+fn ifindex(view: &EventView<'_>) -> u32 {
     view.dev.as_ref().map_or(0, |d| d.ifindex)
 }
 
-fn sll_pkttype(direction: Direction, skb: Option<&SkbView>) -> u8 {
+fn sll_pkttype(direction: Direction, skb: Option<&Skb>) -> u8 {
     match (direction, skb) {
         (Direction::Outbound, _) => PACKET_OUTGOING,
         (_, Some(skb)) if skb.pkt_type <= PACKET_OUTGOING => skb.pkt_type,

@@ -1,4 +1,4 @@
-//! Differential test of the cBPF→eBPF translator (lib/kfilter): every expression of
+//! Differential test of the cBPF→eBPF translator (lib/capture/kfilter): every expression of
 //! `tests/fixtures/filters.txt` × a corpus of synthesized and captured packets, the translated
 //! eBPF run in user space by the `rbpf` interpreter against libpcap's own verdict
 //! (`pcap_offline_filter`), for the Ethernet (L2) and raw-IP (L3) variants.
@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use etherparse::PacketBuilder;
 use pcap_file::pcap::PcapReader;
-use trail::kfilter::{self, ebpf, Insn, Layer, PacketFilter};
+use trail::capture::kfilter::{self, ebpf, Insn, Layer, PacketFilter};
 
 /// The corpus shared with the kernel test.
 pub fn expressions() -> Vec<String> {

@@ -1,4 +1,4 @@
-//! The meta filter compiler (lib/kfilter/meta.rs) against a direct evaluation: fields resolved
+//! The meta filter compiler (lib/capture/kfilter/meta.rs) against a direct evaluation: fields resolved
 //! through this machine's kernel BTF, fake `sk_buff`, `net_device` and `net` objects laid out
 //! at those offsets in user memory, the compiled eBPF run by the `rbpf` interpreter with a
 //! helper 113 that copies only from those objects, and every verdict compared with the same
@@ -8,8 +8,8 @@
 use std::cell::RefCell;
 
 use libbpf_rs::btf::Btf;
-use trail::kfilter::ebpf::{self, Insn};
-use trail::kfilter::meta::{self, Field, Leaf};
+use trail::capture::kfilter::ebpf::{self, Insn};
+use trail::capture::kfilter::meta::{self, Field, Leaf};
 
 /// The values one test case gives the kernel objects.
 #[derive(Clone, Debug)]

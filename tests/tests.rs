@@ -3,6 +3,7 @@
 
 mod common;
 mod dissect;
+mod expr;
 mod filter;
 mod journeys;
 mod kfilter;

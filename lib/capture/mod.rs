@@ -18,6 +18,7 @@ pub mod attach;
 pub mod bpf;
 pub mod functions;
 pub mod kernel;
+pub mod kfilter;
 pub mod probe;
 pub mod profile;
 pub mod record;

@@ -252,18 +252,9 @@ fn read_groups(events: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(groups)
 }
 
-/// Shell-style glob with `*` and `?`.
+/// The glob of every probe pattern (`crate::expr::glob`): `*`, `?` and `[...]` classes.
 pub fn glob(pattern: &str, text: &str) -> bool {
-    fn matches(p: &[u8], t: &[u8]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => matches(&p[1..], t) || (!t.is_empty() && matches(p, &t[1..])),
-            (Some(b'?'), Some(_)) => matches(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a == b => matches(&p[1..], &t[1..]),
-            _ => false,
-        }
-    }
-    matches(pattern.as_bytes(), text.as_bytes())
+    crate::expr::glob::matches(pattern, text)
 }
 
 /// Whether a tracepoint matches a target `group:name` or `name` (globs allowed).

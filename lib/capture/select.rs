@@ -12,7 +12,7 @@ use std::path::Path;
 use libbpf_rs::btf::Btf;
 use libbpf_rs::{libbpf_sys, AsRawLibbpf, OpenObject};
 
-use crate::kfilter::{meta, Insn, PacketFilter};
+use crate::capture::kfilter::{meta, Insn, PacketFilter};
 use crate::model::error::UsageError;
 
 // Selector bits (capture.h TRAIL_SEL_*).

@@ -23,7 +23,7 @@ use std::sync::{Mutex, OnceLock};
 
 use libbpf_rs::libbpf_sys;
 
-use crate::kfilter::ebpf::{self, Insn, LD_IMM64};
+use crate::capture::kfilter::ebpf::{self, Insn, LD_IMM64};
 
 /// One BTF func info record: where a function starts and its BTF type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

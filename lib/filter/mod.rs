@@ -17,7 +17,6 @@
 
 mod eval;
 mod journey;
-mod lexer;
 mod parse;
 mod pcap;
 mod raw;
@@ -33,9 +32,9 @@ use crate::model::error::{ErrorKind, StreamError, UsageError};
 use crate::model::event::Header;
 use crate::print;
 
+pub use crate::expr::SyntaxError;
 pub use eval::{EvalError, Matcher, SectionContext};
 pub use journey::Window;
-pub use lexer::SyntaxError;
 pub use parse::{parse, Expr, Literal, Op, Parsed, Target};
 
 /// The language, for `trail-filter --help`.
@@ -83,6 +82,79 @@ EXAMPLES
   trail-filter 'pcap("tcp port 443 and host 192.0.2.1") and not comm == "curl"' trace.trail
   trail-filter --journey 'drop.reason == "NETFILTER_DROP"' sorted.trail
   trail-filter --probe 'tp:net:*' --count trace.trail"#;
+
+/// Select events of a trail stream by fields, packets (pcap filters) or whole journeys.
+#[derive(clap::Parser, Debug)]
+#[command(
+    version,
+    override_usage = "trail-filter [OPTIONS] EXPR [FILE]...\n       trail-filter [OPTIONS] (-e EXPR | --probe PATTERN)... [FILE]...",
+    long_about = HELP
+)]
+pub struct Args {
+    /// EXPR then the input files (stdin when none, or `-`). With -e or --probe every
+    /// argument is a file, as with grep -e.
+    #[arg(value_name = "EXPR|FILE")]
+    pub args: Vec<String>,
+    /// The expression (then every positional argument is a file).
+    #[arg(short = 'e', long = "expr", value_name = "EXPR")]
+    pub expr: Option<String>,
+    /// Keep events whose probe spec matches this glob (e.g. 'tp:skb:*'); repeatable (any may
+    /// match); combined with EXPR by `and`.
+    #[arg(long, value_name = "PATTERN")]
+    pub probe: Vec<String>,
+    /// Keep every event of each journey (tracking id) that has a matching event.
+    #[arg(long)]
+    pub journey: bool,
+    /// Journey mode on unsorted input: how long an event waits for its journey to match, in
+    /// event time (2s, 500ms) or in events (100000).
+    #[arg(long, default_value = "1s", value_name = "TIME|EVENTS")]
+    pub window: Window,
+    /// Journey mode: most records held at once (the memory bound: about 1 KB per record); older
+    /// ones leave early.
+    #[arg(long, default_value_t = 250_000, value_name = "N")]
+    pub max_buffered: usize,
+    /// Select the events that do not match (with --journey: drop matching journeys).
+    #[arg(short = 'v', long)]
+    pub invert: bool,
+    /// Print only the number of selected events.
+    #[arg(short = 'c', long)]
+    pub count: bool,
+    /// Stop after N selected events.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Write the stream to FILE (always binary) instead of stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+impl Options {
+    /// Resolves the command line: with `-e` or `--probe` every positional argument is a file,
+    /// otherwise the first one is the expression.
+    pub fn from_args(args: Args) -> Result<Options, UsageError> {
+        let mut positional = args.args.into_iter();
+        let expression = match (args.expr, args.probe.is_empty()) {
+            (Some(expr), _) => Some(expr),
+            (None, false) => None,
+            (None, true) => Some(
+                positional
+                    .next()
+                    .ok_or_else(|| UsageError("missing EXPR (see trail-filter --help)".into()))?,
+            ),
+        };
+        Ok(Options {
+            expression,
+            probes: args.probe,
+            files: positional.map(PathBuf::from).collect(),
+            output: args.output,
+            journey: args.journey,
+            window: args.window,
+            max_buffered: args.max_buffered,
+            invert: args.invert,
+            count: args.count,
+            limit: args.limit,
+        })
+    }
+}
 
 /// Everything `trail-filter` is asked to do.
 #[derive(Clone, Debug)]
@@ -241,7 +313,13 @@ fn judge(
         .map_err(|e| located(input, frame, e))
 }
 
-pub fn run(options: Options) -> anyhow::Result<()> {
+/// `trail-filter`: resolves the command line, then selects.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    select_events(Options::from_args(args)?)
+}
+
+/// Selects events as `options` ask.
+pub fn select_events(options: Options) -> anyhow::Result<()> {
     let expr = expression(&options)?;
     let extra: &[&str] = if options.journey {
         &["tracking", "common"]

@@ -1,22 +1,19 @@
-//! The filter language's grammar, and the checks that can be made before reading any event.
+//! The filter dialect of the expression language (`crate::expr`): each parsed condition
+//! checked against the event model and given its meaning for `trail-filter`, before any event
+//! is read.
 //!
-//! ```text
-//! expr       = and { ("or" | "||") and }
-//! and        = unary { ("and" | "&&") unary }
-//! unary      = ("not" | "!") unary | primary
-//! primary    = "(" expr ")" | "true" | "false" | "has" path | "pcap" "(" string ")"
-//!            | path [ "&" integer ] op value
-//!            | path                          (a bare section name: "has" it, e.g. `drop`)
-//! path       = name { "." name }
-//! op         = "==" | "!=" | "<" | "<=" | ">" | ">=" | "~" | "!~"
-//! value      = string | number [unit] | "true" | "false"       (unit: ns us ms s)
-//! ```
-//! Paths into known sections are checked against the event model (typos are errors with
-//! suggestions, and values must fit the field's type); paths into sections this build does not
-//! know are accepted as they are and evaluated on whatever the stream holds.
+//! Paths into known sections are checked (typos are errors with suggestions, and values must
+//! fit the field's type); paths into sections this build does not know are accepted as they are
+//! and evaluated on whatever the stream holds. Shorthands: `probe` (the probe spec), `time`
+//! (since the section started), `tracking.id`, and `comm`, `pid`, `tid`, `cpu` (of `common`).
+//! A set path (`has PATH`, or a bare `PATH`) leads to a value: a section, or a field that is set.
 
-use super::lexer::{error, tokenize, SyntaxError, Token};
 use super::schema::{self, Kind};
+use crate::expr::lexer::{error, SyntaxError};
+use crate::expr::suggest::close_matches;
+use crate::expr::{Condition, Name, Tree, Value};
+
+pub use crate::expr::Op;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Expr {
@@ -50,33 +47,6 @@ pub enum Target {
     TrackingId,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Glob,
-    NotGlob,
-}
-
-impl Op {
-    fn from_token(op: &str) -> Op {
-        match op {
-            "==" => Op::Eq,
-            "!=" => Op::Ne,
-            "<" => Op::Lt,
-            "<=" => Op::Le,
-            ">" => Op::Gt,
-            ">=" => Op::Ge,
-            "~" => Op::Glob,
-            _ => Op::NotGlob,
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub enum Literal {
     Int(i128),
@@ -87,8 +57,6 @@ pub enum Literal {
 
 /// Shorthand names for fields of `common`.
 const COMMON_SHORTHANDS: &[&str] = &["comm", "pid", "tid", "cpu"];
-const KEYWORDS: &[&str] = &["and", "or", "not", "has", "pcap", "true", "false"];
-const OPERATORS: &str = "==, !=, <, <=, >, >=, ~ or !~";
 
 /// A parsed expression, and remarks worth showing the user (e.g. a section name this build does
 /// not know but that looks like a typo of one it does).
@@ -99,258 +67,69 @@ pub struct Parsed {
 }
 
 pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
-    let tokens = tokenize(text)?;
-    let mut parser = Parser {
-        tokens,
-        pos: 0,
-        end: text.chars().count() + 1,
+    let mut checker = Checker {
         event: schema::event(),
         warnings: Vec::new(),
     };
-    if parser.tokens.is_empty() {
-        return Err(error(1, "empty expression"));
-    }
-    let expr = parser.or()?;
-    if let Some((token, column)) = parser.tokens.get(parser.pos) {
-        let message = match token {
-            Token::RParen => "unbalanced ')'".to_string(),
-            other => format!("expected 'and', 'or' or the end of the expression, found {other}"),
-        };
-        return Err(error(*column, message));
-    }
+    let tree = crate::expr::parse_with(text, &mut |condition| checker.condition(condition))?;
     Ok(Parsed {
-        expr,
-        warnings: parser.warnings,
+        expr: fold(tree),
+        warnings: checker.warnings,
     })
 }
 
-struct Parser {
-    tokens: Vec<(Token, usize)>,
-    pos: usize,
-    /// Column just past the end, for errors about what is missing.
-    end: usize,
+fn fold(tree: Tree<Expr>) -> Expr {
+    match tree {
+        Tree::Const(b) => Expr::Const(b),
+        Tree::Not(a) => Expr::Not(Box::new(fold(*a))),
+        Tree::And(a, b) => Expr::And(Box::new(fold(*a)), Box::new(fold(*b))),
+        Tree::Or(a, b) => Expr::Or(Box::new(fold(*a)), Box::new(fold(*b))),
+        Tree::Leaf(expr) => expr,
+    }
+}
+
+struct Checker {
     event: Kind,
     warnings: Vec<String>,
 }
 
-impl Parser {
-    fn peek(&self) -> Option<&Token> {
-        self.tokens.get(self.pos).map(|(t, _)| t)
-    }
-
-    fn column(&self) -> usize {
-        self.tokens.get(self.pos).map_or(self.end, |(_, c)| *c)
-    }
-
-    fn is_word(&self, word: &str) -> bool {
-        matches!(self.peek(), Some(Token::Word(w)) if w == word)
-    }
-
-    fn next(&mut self) -> Option<(Token, usize)> {
-        let token = self.tokens.get(self.pos).cloned();
-        self.pos += 1;
-        token
-    }
-
-    fn or(&mut self) -> Result<Expr, SyntaxError> {
-        let mut left = self.and()?;
-        while self.is_word("or") || self.peek() == Some(&Token::OrOr) {
-            self.pos += 1;
-            let right = self.and()?;
-            left = Expr::Or(Box::new(left), Box::new(right));
-        }
-        Ok(left)
-    }
-
-    fn and(&mut self) -> Result<Expr, SyntaxError> {
-        let mut left = self.unary()?;
-        while self.is_word("and") || self.peek() == Some(&Token::AndAnd) {
-            self.pos += 1;
-            let right = self.unary()?;
-            left = Expr::And(Box::new(left), Box::new(right));
-        }
-        Ok(left)
-    }
-
-    fn unary(&mut self) -> Result<Expr, SyntaxError> {
-        if self.is_word("not") || self.peek() == Some(&Token::Bang) {
-            self.pos += 1;
-            return Ok(Expr::Not(Box::new(self.unary()?)));
-        }
-        self.primary()
-    }
-
-    fn primary(&mut self) -> Result<Expr, SyntaxError> {
-        let column = self.column();
-        let Some((token, _)) = self.next() else {
-            return Err(error(
-                column,
-                "expected a condition at the end of the expression",
-            ));
-        };
-        match token {
-            Token::LParen => {
-                let inner = self.or()?;
-                match self.next() {
-                    Some((Token::RParen, _)) => Ok(inner),
-                    _ => Err(error(
-                        self.column_before(),
-                        format!("expected ')' to close the '(' at column {column}"),
-                    )),
-                }
-            }
-            Token::Word(w) if w == "true" || w == "false" => Ok(Expr::Const(w == "true")),
-            Token::Word(w) if w == "has" => {
-                let mut path = self.path("a section or field name after 'has'")?;
+impl Checker {
+    fn condition(&mut self, condition: Condition) -> Result<Expr, SyntaxError> {
+        match condition {
+            Condition::Has(mut path) => {
                 if path.len() == 1 && COMMON_SHORTHANDS.contains(&path[0].0.as_str()) {
                     path.insert(0, ("common".into(), path[0].1));
                 }
                 self.check_path(&path)?;
                 Ok(Expr::Has(names(&path)))
             }
-            Token::Word(w) if w == "pcap" => self.pcap(column),
-            Token::Word(w) if KEYWORDS.contains(&w.as_str()) => Err(error(
-                column,
-                format!("expected a condition, found the keyword '{w}'"),
-            )),
-            Token::Word(_) => {
-                self.pos -= 1;
-                let path = self.path("a field name")?;
-                self.condition(path)
-            }
-            other => Err(error(
-                column,
-                format!("expected a condition (a field, 'has', 'pcap(...)', 'not' or '('), found {other}"),
-            )),
-        }
-    }
-
-    /// Column of the token just consumed (or the end), for "expected X after Y" errors.
-    fn column_before(&self) -> usize {
-        self.tokens.get(self.pos - 1).map_or(self.end, |(_, c)| *c)
-    }
-
-    fn pcap(&mut self, column: usize) -> Result<Expr, SyntaxError> {
-        if !matches!(self.next(), Some((Token::LParen, _))) {
-            return Err(error(self.column_before(), "expected '(' after 'pcap'"));
-        }
-        let filter = match self.next() {
-            Some((Token::Str(s), c)) => (s, c),
-            _ => {
-                return Err(error(
-                    self.column_before(),
-                    "expected a quoted pcap-filter expression: pcap(\"tcp port 443\")",
-                ))
-            }
-        };
-        if !matches!(self.next(), Some((Token::RParen, _))) {
-            return Err(error(
-                self.column_before(),
-                format!("expected ')' to close the 'pcap(' at column {column}"),
-            ));
-        }
-        Ok(Expr::Pcap {
-            filter: filter.0,
-            column: filter.1,
-        })
-    }
-
-    /// `name { "." name }`, with each name's column.
-    fn path(&mut self, what: &str) -> Result<Vec<(String, usize)>, SyntaxError> {
-        let mut path = Vec::new();
-        loop {
-            match self.next() {
-                Some((Token::Word(w), c)) => path.push((w, c)),
-                Some((other, c)) => {
-                    return Err(error(c, format!("expected {what}, found {other}")))
-                }
-                None => {
-                    return Err(error(
-                        self.end,
-                        format!("expected {what} at the end of the expression"),
-                    ))
-                }
-            }
-            if self.peek() != Some(&Token::Dot) {
-                return Ok(path);
-            }
-            self.pos += 1;
-        }
-    }
-
-    /// What follows a path: a comparison, or nothing (a bare section name).
-    fn condition(&mut self, path: Vec<(String, usize)>) -> Result<Expr, SyntaxError> {
-        let shown = names(&path).join(".");
-        let comparing = matches!(self.peek(), Some(Token::Op(_) | Token::Amp));
-        if !comparing {
-            let bare_section = path.len() == 1
-                && !COMMON_SHORTHANDS.contains(&path[0].0.as_str())
-                && path[0].0 != "time";
-            if bare_section {
-                self.check_path(&path)?;
-                return Ok(Expr::Has(names(&path)));
-            }
-            return Err(error(
-                self.column(),
-                format!("expected an operator ({OPERATORS}) after '{shown}'"),
-            ));
-        }
-        let mask = if self.peek() == Some(&Token::Amp) {
-            self.pos += 1;
-            let column = self.column();
-            match self.next() {
-                Some((Token::Number { text, unit: None }, _)) => match number(&text) {
-                    Some(Literal::Int(mask)) => Some(mask),
-                    _ => return Err(error(column, "expected an integer mask after '&'")),
-                },
-                _ => return Err(error(column, "expected an integer mask after '&'")),
-            }
-        } else {
-            None
-        };
-        let op_text = match self.next() {
-            Some((Token::Op(op), _)) => op,
-            _ => {
-                return Err(error(
-                    self.column_before(),
-                    format!("expected an operator ({OPERATORS}) after '{shown} & ...'"),
-                ))
-            }
-        };
-        let op = Op::from_token(op_text);
-        let value_column = self.column();
-        let (value, unit) = match self.next() {
-            Some((Token::Str(s), _)) => (Literal::Str(s), None),
-            Some((Token::Word(w), _)) if w == "true" || w == "false" => {
-                (Literal::Bool(w == "true"), None)
-            }
-            Some((Token::Number { text, unit }, _)) => {
-                let value = number(&text)
-                    .ok_or_else(|| error(value_column, format!("'{text}' is not a number")))?;
-                match unit {
-                    None => (value, None),
-                    Some(unit) => (duration(value, &unit, value_column)?, Some(unit)),
-                }
-            }
-            Some((Token::Word(w), _)) => {
-                return Err(error(
-                    value_column,
-                    format!("expected a value after '{op_text}'; quote strings: \"{w}\""),
-                ))
-            }
-            _ => {
-                return Err(error(
-                    value_column,
-                    format!("expected a value after '{op_text}'"),
-                ))
-            }
-        };
-        if matches!(op, Op::Glob | Op::NotGlob) && !matches!(value, Literal::Str(_)) {
-            return Err(error(
+            Condition::Pcap { filter, column } => Ok(Expr::Pcap { filter, column }),
+            Condition::Compare {
+                path,
+                mask,
+                op,
+                value,
                 value_column,
-                format!("'{op_text}' takes a quoted glob pattern, e.g. \"net:*\""),
-            ));
+            } => self.compare(path, mask, op, value, value_column),
         }
+    }
+
+    fn compare(
+        &mut self,
+        path: Vec<Name>,
+        mask: Option<i128>,
+        op: Op,
+        value: Value,
+        value_column: usize,
+    ) -> Result<Expr, SyntaxError> {
+        let shown = Condition::shown(&path);
+        let (value, duration) = match value {
+            Value::Int(v) => (Literal::Int(v), false),
+            Value::Float(v) => (Literal::Float(v), false),
+            Value::Str(v) => (Literal::Str(v), false),
+            Value::Bool(v) => (Literal::Bool(v), false),
+            Value::Duration(ns) => (Literal::Int(ns), true),
+        };
         let target = target(&path);
         let at = path[0].1;
         match &target {
@@ -365,7 +144,7 @@ impl Parser {
                 }
             }
             Target::Time => {
-                if mask.is_some() || unit.is_none() || matches!(op, Op::Glob | Op::NotGlob) {
+                if mask.is_some() || !duration || matches!(op, Op::Glob | Op::NotGlob) {
                     return Err(error(
                         at,
                         "'time' compares with a duration with its unit: 12.5s, 300ms, 40us or 100ns",
@@ -374,7 +153,7 @@ impl Parser {
             }
             Target::Field(resolved) => {
                 // Shorthands are checked as the field they stand for.
-                let path: Vec<(String, usize)> = if resolved.len() == path.len() {
+                let path: Vec<Name> = if resolved.len() == path.len() {
                     path
                 } else {
                     resolved.iter().map(|name| (name.clone(), at)).collect()
@@ -395,7 +174,7 @@ impl Parser {
     /// Checks a path against the event model: `Ok(Some(kind))` for a known field, `Ok(None)`
     /// for a path into a section this build does not know (with a warning if it looks like a
     /// typo), an error for a misspelt field of a known section.
-    fn check_path(&mut self, path: &[(String, usize)]) -> Result<Option<&Kind>, SyntaxError> {
+    fn check_path(&mut self, path: &[Name]) -> Result<Option<&Kind>, SyntaxError> {
         let Kind::Struct(sections) = &self.event else {
             return Ok(None);
         };
@@ -411,7 +190,7 @@ impl Parser {
             return Ok(None);
         }
         let Some(mut kind) = sections.get(section) else {
-            let close = schema::close_matches(section, sections.keys().map(String::as_str));
+            let close = close_matches(section, sections.keys().map(String::as_str));
             if let Some(best) = close.first() {
                 self.warnings.push(format!(
                     "expression column {column}: '{section}' is not a section this build knows \
@@ -432,7 +211,7 @@ impl Parser {
                 ));
             };
             let Some(field) = fields.get(name) else {
-                let close = schema::close_matches(name, fields.keys().map(String::as_str));
+                let close = close_matches(name, fields.keys().map(String::as_str));
                 let all: Vec<&str> = fields.keys().map(String::as_str).collect();
                 let hint = match close.as_slice() {
                     [] => format!("its fields are {}", all.join(", ")),
@@ -450,7 +229,7 @@ impl Parser {
     }
 }
 
-fn target(path: &[(String, usize)]) -> Target {
+fn target(path: &[Name]) -> Target {
     let names = names(path);
     match names
         .iter()
@@ -476,7 +255,7 @@ fn quoted(names: &[&str]) -> String {
         .join(" or ")
 }
 
-fn names(path: &[(String, usize)]) -> Vec<String> {
+fn names(path: &[Name]) -> Vec<String> {
     path.iter().map(|(name, _)| name.clone()).collect()
 }
 
@@ -539,53 +318,6 @@ fn check_type(
         value_column,
         format!("'{shown}' is {}: {hint}", kind.describe()),
     ))
-}
-
-/// A number as written: decimal, `0x` hex, with `_` separators; a fraction makes a float.
-fn number(text: &str) -> Option<Literal> {
-    let clean: String = text.chars().filter(|c| *c != '_').collect();
-    let (negative, digits) = match clean.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, clean.as_str()),
-    };
-    let sign = if negative { -1 } else { 1 };
-    if let Some(hex) = digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
-        return i128::from_str_radix(hex, 16)
-            .ok()
-            .map(|v| Literal::Int(sign * v));
-    }
-    if digits.contains('.') {
-        return clean
-            .parse::<f64>()
-            .ok()
-            .filter(|f| f.is_finite())
-            .map(Literal::Float);
-    }
-    digits.parse::<i128>().ok().map(|v| Literal::Int(sign * v))
-}
-
-/// A number with a time unit, in ns.
-fn duration(value: Literal, unit: &str, column: usize) -> Result<Literal, SyntaxError> {
-    let scale: i128 = match unit {
-        "ns" => 1,
-        "us" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        other => {
-            return Err(error(
-                column,
-                format!("unknown unit '{other}' (time units: ns, us, ms, s)"),
-            ))
-        }
-    };
-    Ok(Literal::Int(match value {
-        Literal::Int(v) => v * scale,
-        Literal::Float(f) => (f * scale as f64).round() as i128,
-        _ => unreachable!("durations are built from numbers"),
-    }))
 }
 
 #[cfg(test)]
@@ -677,6 +409,21 @@ mod tests {
             Expr::Has(vec!["common".into(), "comm".into()])
         );
         assert_eq!(ok("drop"), Expr::Has(vec!["drop".into()]));
+        // A bare path means `has` it, whatever its length (as in trail-capture -m).
+        assert_eq!(ok("comm"), ok("has comm"));
+        assert_eq!(
+            ok("skb.vlan_tci"),
+            Expr::Has(vec!["skb".into(), "vlan_tci".into()])
+        );
+        assert_eq!(
+            ok("skb.mark & 0xff"),
+            Expr::Compare {
+                target: field("skb.mark"),
+                mask: Some(255),
+                op: Op::Ne,
+                value: Literal::Int(0)
+            }
+        );
         assert_eq!(
             ok(r#"pcap("tcp port 443")"#),
             Expr::Pcap {
@@ -752,8 +499,9 @@ mod tests {
         assert_eq!(e.column, 13);
         let e = err("ct.orig == 'x'");
         assert!(e.message.contains("structure"), "{}", e.message);
-        let e = err("comm");
-        assert_eq!(e.column, 5);
+        let e = err("dev.name 'x'");
+        assert_eq!(e.column, 10);
+        assert!(e.message.contains("expected an operator"), "{}", e.message);
         let e = err("drop.reason == NETFILTER_DROP");
         assert!(e.message.contains("quote"), "{}", e.message);
         let e = err("time > 5parsecs");

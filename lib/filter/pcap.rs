@@ -2,13 +2,14 @@
 //! (`pcap_offline_filter`) on each event's captured bytes, so verdicts are exactly tcpdump's.
 //!
 //! A filter compiles per link type (an Ethernet program cannot read a raw IP packet), lazily
-//! on the first event of each link type, and the program is cached. Link type 101 (raw IP) is
-//! compiled as DLT_RAW (12): libpcap's compiler does not accept the LINKTYPE_ value.
+//! on the first event of each link type, and the program is cached. Compilation is
+//! [`crate::expr::pcap`]'s, shared with `trail-capture -f`.
 
 use std::os::raw::{c_int, c_uint};
 
-use pcap::{BpfInstruction, BpfProgram, Capture, Linktype};
+use pcap::{BpfInstruction, BpfProgram};
 
+use crate::expr::pcap as libpcap;
 use crate::model::event::linktype;
 
 /// One `pcap("...")` of an expression and its programs, per link type.
@@ -17,16 +18,6 @@ pub struct PcapFilter {
     /// Column of the filter string in the expression, for error messages.
     pub column: usize,
     programs: Vec<(u32, Result<BpfProgram, String>)>,
-}
-
-/// libpcap's `DLT_RAW` on Linux, which is what `pcap_compile` understands for raw IP.
-const DLT_RAW: i32 = 12;
-
-fn dlt(link: u32) -> i32 {
-    match link {
-        linktype::RAW => DLT_RAW,
-        other => other as i32,
-    }
 }
 
 /// A name for a link type in messages.
@@ -41,12 +32,7 @@ pub fn link_name(link: u32) -> String {
 }
 
 fn compile(text: &str, link: u32) -> Result<BpfProgram, String> {
-    let capture = Capture::dead(Linktype(dlt(link))).map_err(|e| e.to_string())?;
-    // Optimized, as tcpdump compiles it; the netmask is unknown (0), as with `tcpdump -r`.
-    capture.compile(text, true).map_err(|e| match e {
-        pcap::Error::PcapError(message) => message,
-        other => other.to_string(),
-    })
+    libpcap::compile(text, libpcap::dlt(link))
 }
 
 /// `struct bpf_program` as `pcap_offline_filter` reads it.

@@ -6,7 +6,7 @@
 use std::ffi::CString;
 
 use libbpf_rs::libbpf_sys;
-use trail::kfilter::{ebpf, Insn, Layer, PacketFilter};
+use trail::capture::kfilter::{ebpf, Insn, Layer, PacketFilter};
 
 use super::netns::require_root;
 

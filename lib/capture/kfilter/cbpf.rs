@@ -1,6 +1,7 @@
-//! Classic BPF as libpcap produces it: compile a pcap-filter(7) expression for a link type and
-//! take the instructions out of the compiled program. The field layout and opcode values are
-//! those of `struct bpf_insn` (bpf(4), Linux Documentation/networking/filter.rst).
+//! Classic BPF as libpcap produces it: a pcap-filter(7) expression compiled for a link type
+//! (by [`crate::expr::pcap`]) and the instructions taken out of the compiled program. The field
+//! layout and opcode values are those of `struct bpf_insn` (bpf(4), Linux
+//! Documentation/networking/filter.rst).
 
 use std::fmt;
 
@@ -58,9 +59,7 @@ pub const TXA: u16 = 0x80;
 pub const MEMWORDS: u32 = 16;
 
 /// Link types a filter is compiled for (pcap DLT values, not LINKTYPE_ ones).
-pub const DLT_EN10MB: i32 = 1;
-/// Raw IPv4/IPv6. LINKTYPE_RAW (101) is rejected by `pcap_compile`; DLT_RAW works.
-pub const DLT_RAW: i32 = 12;
+pub use crate::expr::pcap::{DLT_EN10MB, DLT_RAW};
 
 /// One classic BPF instruction.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -97,14 +96,10 @@ impl fmt::Display for Insn {
     }
 }
 
-/// Compiles `expr` with libpcap (optimizer on, as tcpdump does) for link type `dlt`.
-/// The error is libpcap's own message.
+/// Compiles `expr` with libpcap ([`crate::expr::pcap::compile`], shared with trail-filter) for
+/// link type `dlt` and takes the instructions out. The error is libpcap's own message.
 pub fn compile(expr: &str, dlt: i32) -> Result<(Vec<Insn>, pcap::BpfProgram), String> {
-    let dead = pcap::Capture::dead(pcap::Linktype(dlt)).map_err(|e| e.to_string())?;
-    let program = dead.compile(expr, true).map_err(|e| match e {
-        pcap::Error::PcapError(msg) => msg,
-        other => other.to_string(),
-    })?;
+    let program = crate::expr::pcap::compile(expr, dlt)?;
     let insns = program
         .get_instructions()
         .iter()

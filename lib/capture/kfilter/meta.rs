@@ -8,9 +8,11 @@
 //! `u32 meta(struct sk_buff *skb)`, that reads every field with `bpf_probe_read_kernel` (helper
 //! 113), as tracing programs must, and returns 1 to keep the packet.
 //!
-//! Grammar: `||`, `&&`, `!`, parentheses; a comparison is `PATH [& MASK] [OP VALUE]` with OP one
-//! of `== != < <= > >=` and VALUE a number (decimal, `0x` hex) or, for `char` arrays, a string
-//! in double quotes (`==`/`!=` only). A bare PATH means `PATH != 0`. Integers compare as
+//! The language is trail's one expression language (`crate::expr`, the same as trail-filter's),
+//! checked against its kernel dialect (`crate::expr::kernel`): `||`/`or`, `&&`/`and`, `!`/`not`,
+//! parentheses; a comparison is `PATH [& MASK] [OP VALUE]` with OP one of `== != < <= > >=` and
+//! VALUE a number (decimal, `0x` hex) or, for `char` arrays, a string in either quote
+//! (`==`/`!=` only). A bare PATH (or `has PATH`) means `PATH != 0`. Integers compare as
 //! unsigned 64-bit values. A field behind a NULL pointer (or one that cannot be read) makes its
 //! comparison false, so `!` of it is true.
 
@@ -38,262 +40,14 @@ fn error<T>(message: impl Into<String>) -> Result<T, MetaError> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Syntax
+// Syntax: the shared language, checked against the kernel dialect
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
-    Ident(String),
-    Number(u64),
-    Str(String),
-    Dot,
-    Amp,
-    AndAnd,
-    OrOr,
-    Not,
-    LParen,
-    RParen,
-    Op(CmpOp),
-}
+pub use crate::expr::kernel::{CmpOp, Compare, Expr, KernelValue as Value};
+use crate::expr::Tree;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CmpOp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-}
-
-fn tokenize(text: &str) -> Result<Vec<(usize, Token)>, MetaError> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        let at = i;
-        let two = |s: &str| text[i..].starts_with(s);
-        let token = match c {
-            b' ' | b'\t' | b'\n' => {
-                i += 1;
-                continue;
-            }
-            b'.' => Token::Dot,
-            b'(' => Token::LParen,
-            b')' => Token::RParen,
-            _ if two("&&") => Token::AndAnd,
-            _ if two("||") => Token::OrOr,
-            _ if two("==") => Token::Op(CmpOp::Eq),
-            _ if two("!=") => Token::Op(CmpOp::Ne),
-            _ if two("<=") => Token::Op(CmpOp::Le),
-            _ if two(">=") => Token::Op(CmpOp::Ge),
-            b'&' => Token::Amp,
-            b'!' => Token::Not,
-            b'<' => Token::Op(CmpOp::Lt),
-            b'>' => Token::Op(CmpOp::Gt),
-            b'"' => {
-                let end = text[i + 1..]
-                    .find('"')
-                    .ok_or_else(|| MetaError(format!("unterminated string at column {}", i + 1)))?;
-                let s = text[i + 1..i + 1 + end].to_string();
-                i += end + 2;
-                out.push((at, Token::Str(s)));
-                continue;
-            }
-            b'0'..=b'9' => {
-                let end = text[i..]
-                    .find(|ch: char| !ch.is_ascii_alphanumeric())
-                    .map_or(text.len(), |n| i + n);
-                let word = &text[i..end];
-                let value = match word.strip_prefix("0x").or_else(|| word.strip_prefix("0X")) {
-                    Some(hex) => u64::from_str_radix(hex, 16),
-                    None => word.parse(),
-                }
-                .map_err(|_| MetaError(format!("bad number {word:?} at column {}", i + 1)))?;
-                i = end;
-                out.push((at, Token::Number(value)));
-                continue;
-            }
-            _ if c.is_ascii_alphabetic() || c == b'_' => {
-                let end = text[i..]
-                    .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
-                    .map_or(text.len(), |n| i + n);
-                let word = text[i..end].to_string();
-                i = end;
-                out.push((at, Token::Ident(word)));
-                continue;
-            }
-            _ => {
-                return error(format!(
-                    "unexpected character {:?} at column {}",
-                    c as char,
-                    i + 1
-                ))
-            }
-        };
-        i += match token {
-            Token::AndAnd | Token::OrOr => 2,
-            Token::Op(CmpOp::Eq | CmpOp::Ne | CmpOp::Le | CmpOp::Ge) => 2,
-            _ => 1,
-        };
-        out.push((at, token));
-    }
-    Ok(out)
-}
-
-/// The right-hand side of a comparison.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    Number(u64),
-    Str(String),
-}
-
-/// A parsed meta expression, before fields are resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Expr {
-    Or(Box<Expr>, Box<Expr>),
-    And(Box<Expr>, Box<Expr>),
-    Not(Box<Expr>),
-    Cmp {
-        path: Vec<String>,
-        mask: Option<u64>,
-        op: CmpOp,
-        value: Value,
-    },
-}
-
-struct Parser<'a> {
-    tokens: Vec<(usize, Token)>,
-    pos: usize,
-    text: &'a str,
-}
-
-impl Parser<'_> {
-    fn peek(&self) -> Option<&Token> {
-        self.tokens.get(self.pos).map(|(_, t)| t)
-    }
-
-    fn column(&self) -> usize {
-        self.tokens
-            .get(self.pos)
-            .map_or(self.text.len(), |(at, _)| *at)
-            + 1
-    }
-
-    fn next(&mut self) -> Option<Token> {
-        let token = self.tokens.get(self.pos).map(|(_, t)| t.clone());
-        self.pos += 1;
-        token
-    }
-
-    fn or(&mut self) -> Result<Expr, MetaError> {
-        let mut left = self.and()?;
-        while self.peek() == Some(&Token::OrOr) {
-            self.pos += 1;
-            left = Expr::Or(Box::new(left), Box::new(self.and()?));
-        }
-        Ok(left)
-    }
-
-    fn and(&mut self) -> Result<Expr, MetaError> {
-        let mut left = self.unary()?;
-        while self.peek() == Some(&Token::AndAnd) {
-            self.pos += 1;
-            left = Expr::And(Box::new(left), Box::new(self.unary()?));
-        }
-        Ok(left)
-    }
-
-    fn unary(&mut self) -> Result<Expr, MetaError> {
-        match self.peek() {
-            Some(Token::Not) => {
-                self.pos += 1;
-                Ok(Expr::Not(Box::new(self.unary()?)))
-            }
-            Some(Token::LParen) => {
-                self.pos += 1;
-                let inner = self.or()?;
-                if self.next() != Some(Token::RParen) {
-                    return error(format!("expected ')' at column {}", self.column() - 1));
-                }
-                Ok(inner)
-            }
-            _ => self.comparison(),
-        }
-    }
-
-    fn comparison(&mut self) -> Result<Expr, MetaError> {
-        let column = self.column();
-        let mut path = match self.next() {
-            Some(Token::Ident(name)) => vec![name],
-            _ => {
-                return error(format!(
-                    "expected a field such as skb.mark at column {column}"
-                ))
-            }
-        };
-        while self.peek() == Some(&Token::Dot) {
-            self.pos += 1;
-            match self.next() {
-                Some(Token::Ident(name)) => path.push(name),
-                _ => {
-                    return error(format!(
-                        "expected a field name after '.' at column {}",
-                        self.column() - 1
-                    ))
-                }
-            }
-        }
-        let mut mask = None;
-        if self.peek() == Some(&Token::Amp) {
-            self.pos += 1;
-            match self.next() {
-                Some(Token::Number(m)) => mask = Some(m),
-                _ => return error(format!("expected a mask after '&' at column {column}")),
-            }
-        }
-        let (op, value) = match self.peek() {
-            Some(Token::Op(op)) => {
-                let op = *op;
-                self.pos += 1;
-                let at = self.column();
-                match self.next() {
-                    Some(Token::Number(n)) => (op, Value::Number(n)),
-                    Some(Token::Str(s)) => (op, Value::Str(s)),
-                    _ => return error(format!("expected a number or a string at column {at}")),
-                }
-            }
-            _ => (CmpOp::Ne, Value::Number(0)),
-        };
-        Ok(Expr::Cmp {
-            path,
-            mask,
-            op,
-            value,
-        })
-    }
-}
-
-/// Parses a meta expression.
+/// Parses a meta expression: the shared grammar (`crate::expr`), then the kernel dialect check.
 pub fn parse(text: &str) -> Result<Expr, MetaError> {
-    let tokens = tokenize(text)?;
-    if tokens.is_empty() {
-        return error("empty meta filter expression");
-    }
-    let mut parser = Parser {
-        tokens,
-        pos: 0,
-        text,
-    };
-    let expr = parser.or()?;
-    if parser.pos < parser.tokens.len() {
-        return error(format!(
-            "unexpected {:?} at column {}",
-            parser.tokens[parser.pos].1,
-            parser.column()
-        ));
-    }
-    Ok(expr)
+    crate::expr::kernel::parse(text).map_err(|e| MetaError(e.to_string()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -360,39 +114,13 @@ fn member_names(btf: &Btf<'_>, ty: BtfType<'_>, out: &mut Vec<String>) {
     }
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
+/// Up to five members close to `wanted`, by the language's one did-you-mean ranking.
 fn close_matches(names: &[String], wanted: &str) -> Vec<String> {
-    let mut scored: Vec<(usize, &String)> = names
-        .iter()
-        .map(|n| {
-            let d = edit_distance(n, wanted);
-            let d = if n.contains(wanted) || wanted.contains(n.as_str()) {
-                d.min(2)
-            } else {
-                d
-            };
-            (d, n)
-        })
-        .filter(|(d, _)| *d <= 3)
-        .collect();
-    scored.sort();
-    scored.into_iter().take(5).map(|(_, n)| n.clone()).collect()
+    crate::expr::suggest::close_matches(wanted, names.iter().map(String::as_str))
+        .into_iter()
+        .take(5)
+        .map(String::from)
+        .collect()
 }
 
 fn type_name(ty: BtfType<'_>) -> String {
@@ -542,6 +270,7 @@ fn btf_size(ty: BtfType<'_>) -> u32 {
 /// A comparison with its field resolved.
 #[derive(Debug, Clone)]
 pub enum Resolved {
+    Const(bool),
     Or(Box<Resolved>, Box<Resolved>),
     And(Box<Resolved>, Box<Resolved>),
     Not(Box<Resolved>),
@@ -556,21 +285,22 @@ pub enum Resolved {
 /// Resolves every field of `expr` and checks that values suit their fields.
 pub fn resolve_expr(btf: &Btf<'_>, expr: &Expr) -> Result<Resolved, MetaError> {
     Ok(match expr {
-        Expr::Or(a, b) => Resolved::Or(
+        Tree::Const(b) => Resolved::Const(*b),
+        Tree::Or(a, b) => Resolved::Or(
             Box::new(resolve_expr(btf, a)?),
             Box::new(resolve_expr(btf, b)?),
         ),
-        Expr::And(a, b) => Resolved::And(
+        Tree::And(a, b) => Resolved::And(
             Box::new(resolve_expr(btf, a)?),
             Box::new(resolve_expr(btf, b)?),
         ),
-        Expr::Not(a) => Resolved::Not(Box::new(resolve_expr(btf, a)?)),
-        Expr::Cmp {
+        Tree::Not(a) => Resolved::Not(Box::new(resolve_expr(btf, a)?)),
+        Tree::Leaf(Compare {
             path,
             mask,
             op,
             value,
-        } => {
+        }) => {
             let field = resolve(btf, path)?;
             check_value(&path.join("."), &field, *mask, *op, value)?;
             Resolved::Cmp {
@@ -689,6 +419,9 @@ impl Gen {
                 self.emit(b, on_true, on_false);
             }
             Resolved::Not(a) => self.emit(a, on_false, on_true),
+            Resolved::Const(verdict) => {
+                self.jump(Insn::ja(0), if *verdict { on_true } else { on_false })
+            }
             Resolved::Cmp {
                 field,
                 mask,
@@ -814,12 +547,13 @@ pub fn build(btf: &Btf<'_>, text: &str) -> Result<Vec<Insn>, MetaError> {
     Ok(compile(&resolved))
 }
 
-/// Escapes `text` as a string literal of the meta language (for the shortcuts).
+/// Escapes `text` as a string literal of the language (for the shortcuts): a backslash is
+/// escaped, so that it stays itself.
 pub fn quote(text: &str) -> Result<String, MetaError> {
     if text.contains('"') {
         return error(format!("{text:?} contains a double quote"));
     }
-    Ok(format!("\"{text}\""))
+    Ok(format!("\"{}\"", text.replace('\\', "\\\\")))
 }
 
 #[cfg(test)]
@@ -827,34 +561,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_precedence_and_shorthands() {
-        let e = parse("skb.mark & 0xff == 0x10 || !skb.len && (skb.dev.name != \"lo\")").unwrap();
-        let Expr::Or(left, right) = e else {
-            panic!("|| binds loosest")
-        };
-        assert_eq!(
-            *left,
-            Expr::Cmp {
-                path: vec!["skb".into(), "mark".into()],
-                mask: Some(0xff),
-                op: CmpOp::Eq,
-                value: Value::Number(0x10)
-            }
-        );
-        let Expr::And(not_len, name) = *right else {
-            panic!("&& binds tighter than ||")
-        };
-        assert!(matches!(*not_len, Expr::Not(_)));
-        assert!(
-            matches!(*name, Expr::Cmp { op: CmpOp::Ne, value: Value::Str(ref s), .. } if s == "lo")
-        );
+    fn shortcuts_quote_names_so_they_stay_themselves() {
+        for name in ["veth0", "we\\ird", "tab\there"] {
+            let text = format!("skb.dev.name == {}", quote(name).unwrap());
+            let Tree::Leaf(compare) = parse(&text).unwrap() else {
+                panic!("{text}: one comparison")
+            };
+            assert_eq!(compare.value, Value::Str(name.to_string()), "{text}");
+        }
+        assert!(quote("a\"b").is_err());
     }
 
     #[test]
     fn syntax_errors_name_the_column() {
         for (text, wanted) in [
             ("skb.mark ==", "column"),
-            ("skb.mark == 0xzz", "bad number"),
+            ("skb.mark == 0xzz", "not a number"),
             ("(skb.mark", "')'"),
             ("skb.dev.name == \"x", "unterminated"),
             ("skb.mark $ 1", "unexpected character"),

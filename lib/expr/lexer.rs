@@ -1,4 +1,4 @@
-//! Tokens of the filter language, each with the column where it starts (1-based, in
+//! Tokens of the expression language, each with the column where it starts (1-based, in
 //! characters), so that every error can point at the offending spot.
 
 use std::fmt;

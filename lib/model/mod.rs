@@ -2,6 +2,7 @@
 //! the stages, capture) reads and writes streams through these modules only.
 //!
 //! - [`event`]: the event model (sections of a record) and the stream's format version;
+//! - [`sections`]: the sections of an event, one file each, and the one list of them;
 //! - [`codec`]: the framed MessagePack stream (spec in `schemas/stream.md`);
 //! - [`view`]: events read in place, without allocation;
 //! - [`error`]: typed errors for bad input and usage, with input name and byte offset;
@@ -15,5 +16,6 @@ pub mod error;
 pub mod event;
 pub mod fingerprint;
 pub mod probe;
+pub mod sections;
 pub mod synth;
 pub mod view;

@@ -1,6 +1,7 @@
 //! The fields the filter knows, derived from the event model's JSON Schema (the same one
-//! `trail-print --json-schema` writes), so that a field added to `lib/event.rs` is filterable
-//! at once and a misspelt field of a known section is caught when the expression is parsed.
+//! `trail-print --json-schema` writes), so that a section or field added to the event model
+//! (`lib/model/sections/`, whose list `Event` is expanded from) is filterable at once and a
+//! misspelt field of a known section is caught when the expression is parsed.
 
 use std::collections::BTreeMap;
 

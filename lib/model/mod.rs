@@ -2,6 +2,7 @@
 //! the stages, capture) reads and writes streams through these modules only.
 //!
 //! - [`event`]: the event model (sections of a record) and the stream's format version;
+//! - [`sections`]: the sections of an event, one file each, and the one list of them;
 //! - [`codec`]: the framed MessagePack stream (spec in `schemas/stream.md`);
 //! - [`msgpack`]: the one MessagePack reader (read, skip, look up, splice in place);
 //! - [`view`]: events read in place, without allocation;
@@ -17,5 +18,6 @@ pub mod event;
 pub mod fingerprint;
 pub mod msgpack;
 pub mod probe;
+pub mod sections;
 pub mod synth;
 pub mod view;

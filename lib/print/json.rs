@@ -7,20 +7,28 @@
 //! writer names every field of its type (no `..`), so a field added to the event model or the
 //! dissection does not compile until it is written here too; `tests/print.rs` compares the
 //! output with serde's.
+//!
+//! Each section's object is written by its own file (`model::sections::*::json`), with the
+//! primitives of `model::sections::json`; this module merges them with `time`, `parsed` and the
+//! unknown sections in sorted key order, and writes the dissected packet (`parsed`).
+
+use std::sync::LazyLock;
 
 use super::{Shown, Unknown};
 use crate::model::dissect::{ArpInfo, Dissection, EthInfo, IpInfo, L4Info, SllInfo, TunnelInfo};
-use crate::model::event::{Layer, Netns, Skb};
-use crate::model::view::{
-    CommonView, ConntrackView, CtTupleView, DevView, DropView, EventView, NftView, PacketView,
-    ProbeView, StackView, TrackingView,
-};
+use crate::model::event::SECTIONS;
+pub(super) use crate::model::sections::json::string;
+use crate::model::sections::json::{int, Object};
+use crate::model::sections::with_sections;
+use crate::model::view::EventView;
 
-/// Top-level keys the printer knows, sorted.
-const KEYS: [&str; 14] = [
-    "common", "ct", "dev", "drop", "netns", "nft", "packet", "parsed", "probe", "retval", "skb",
-    "stack", "time", "tracking",
-];
+/// Top-level keys the printer knows (the sections, `time` and `parsed`), sorted.
+static KEYS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut keys: Vec<&'static str> = SECTIONS.to_vec();
+    keys.extend(["time", "parsed"]);
+    keys.sort_unstable();
+    keys
+});
 
 /// Writes one event's JSON object (no newline). `time` is the event time as text shows it;
 /// `shows` says whether `--fields` keeps an unknown section.
@@ -42,7 +50,7 @@ pub(super) fn event(
     extra.dedup_by(|a, b| a.0 == b.0);
     let mut extra = extra.into_iter().peekable();
     let mut object = Object::new(out);
-    for key in KEYS {
+    for key in KEYS.iter().copied() {
         while let Some((name, value)) = extra.next_if(|(name, _)| *name < key) {
             let _ = serde_json::to_writer(object.key(name), value);
         }
@@ -69,13 +77,6 @@ fn known(
     shown: &Shown,
 ) -> bool {
     match key {
-        "common" => write_if(object, key, shown.common, event.common.as_ref(), common),
-        "ct" => write_if(object, key, shown.ct, event.ct.as_ref(), conntrack),
-        "dev" => write_if(object, key, shown.dev, event.dev.as_ref(), dev),
-        "drop" => write_if(object, key, shown.drop, event.drop.as_ref(), drop_section),
-        "netns" => write_if(object, key, shown.netns, event.netns.as_ref(), netns),
-        "nft" => write_if(object, key, shown.nft, event.nft.as_ref(), nft),
-        "packet" => write_if(object, key, shown.packet, event.packet.as_ref(), packet),
         "parsed" => write_if(
             object,
             key,
@@ -87,23 +88,31 @@ fn known(
                 dissection(out, &parsed);
             },
         ),
-        "probe" => write_if(object, key, shown.probe, event.probe.as_ref(), probe),
-        "retval" => write_if(object, key, shown.retval, event.retval, |out, v| {
-            int(out, v);
-        }),
-        "skb" => write_if(object, key, shown.skb, event.skb.as_ref(), skb),
-        "stack" => write_if(object, key, shown.stack, event.stack.as_ref(), stack),
         "time" => write_if(object, key, shown.time, time, string),
-        "tracking" => write_if(
-            object,
-            key,
-            shown.tracking,
-            event.tracking.as_ref(),
-            tracking,
-        ),
-        _ => false,
+        _ => section(object, key, event, shown),
     }
 }
+
+/// Writes the section `key` with its own writer, from the list of sections.
+macro_rules! define_section {
+    ($($(#[$doc:meta])* $field:ident in $module:ident: $Owned:ident, $View:ident;)*) => {
+        fn section(object: &mut Object, key: &str, event: &EventView, shown: &Shown) -> bool {
+            $(
+                if key == stringify!($field) {
+                    return write_if(
+                        object,
+                        key,
+                        shown.$field,
+                        event.$field.as_ref(),
+                        $crate::model::sections::$module::json,
+                    );
+                }
+            )*
+            false
+        }
+    };
+}
+with_sections!(define_section);
 
 fn write_if<T>(
     object: &mut Object,
@@ -119,256 +128,6 @@ fn write_if<T>(
         }
         None => false,
     }
-}
-
-fn common(out: &mut Vec<u8>, c: &CommonView) {
-    let CommonView {
-        timestamp,
-        cpu,
-        pid,
-        tid,
-        comm,
-        host,
-    } = c;
-    let mut o = Object::new(out);
-    o.str("comm", comm);
-    o.int("cpu", *cpu);
-    if let Some(host) = host {
-        o.str("host", host);
-    }
-    o.int("pid", *pid);
-    o.int("tid", *tid);
-    o.int("timestamp", *timestamp);
-    o.end();
-}
-
-fn probe(out: &mut Vec<u8>, p: &ProbeView) {
-    let ProbeView { kind, name } = p;
-    let mut o = Object::new(out);
-    o.str("kind", kind.serde_name());
-    o.str("name", name);
-    o.end();
-}
-
-fn packet(out: &mut Vec<u8>, p: &PacketView) {
-    let PacketView {
-        data,
-        len,
-        layer,
-        linktype,
-    } = p;
-    let mut o = Object::new(out);
-    hex(o.key("data"), data);
-    o.str(
-        "layer",
-        match layer {
-            Layer::L2 => "l2",
-            Layer::L3 => "l3",
-        },
-    );
-    o.int("len", *len);
-    o.int("linktype", *linktype);
-    o.end();
-}
-
-fn skb(out: &mut Vec<u8>, s: &Skb) {
-    let Skb {
-        addr,
-        head,
-        len,
-        data_len,
-        mark,
-        hash,
-        protocol,
-        pkt_type,
-        priority,
-        ip_summed,
-        cloned,
-        users,
-        dataref,
-        gso_size,
-        gso_segs,
-        gso_type,
-        vlan_tci,
-        vlan_proto,
-    } = s;
-    let mut o = Object::new(out);
-    o.int("addr", *addr);
-    o.bool("cloned", *cloned);
-    o.int("data_len", *data_len);
-    o.int("dataref", *dataref);
-    o.int("gso_segs", *gso_segs);
-    o.int("gso_size", *gso_size);
-    o.int("gso_type", *gso_type);
-    o.int("hash", *hash);
-    o.int("head", *head);
-    o.int("ip_summed", *ip_summed);
-    o.int("len", *len);
-    o.int("mark", *mark);
-    o.int("pkt_type", *pkt_type);
-    o.int("priority", *priority);
-    o.int("protocol", *protocol);
-    o.int("users", *users);
-    o.opt_int("vlan_proto", *vlan_proto);
-    o.opt_int("vlan_tci", *vlan_tci);
-    o.end();
-}
-
-fn dev(out: &mut Vec<u8>, d: &DevView) {
-    let DevView {
-        ifindex,
-        name,
-        rx_ifindex,
-    } = d;
-    let mut o = Object::new(out);
-    o.int("ifindex", *ifindex);
-    o.str("name", name);
-    o.opt_int("rx_ifindex", *rx_ifindex);
-    o.end();
-}
-
-fn netns(out: &mut Vec<u8>, n: &Netns) {
-    let Netns { inum, cookie } = n;
-    let mut o = Object::new(out);
-    o.opt_int("cookie", *cookie);
-    o.int("inum", *inum);
-    o.end();
-}
-
-fn drop_section(out: &mut Vec<u8>, d: &DropView) {
-    let DropView {
-        reason,
-        code,
-        subsystem,
-    } = d;
-    let mut o = Object::new(out);
-    o.int("code", *code);
-    o.str("reason", reason);
-    if let Some(subsystem) = subsystem {
-        o.str("subsystem", subsystem);
-    }
-    o.end();
-}
-
-fn tracking(out: &mut Vec<u8>, t: &TrackingView) {
-    let TrackingView {
-        first_seen,
-        orig_head,
-        source,
-        index,
-        parent,
-        link,
-    } = t;
-    let mut o = Object::new(out);
-    o.int("first_seen", *first_seen);
-    o.opt_int("index", *index);
-    if let Some(link) = link {
-        o.str("link", link);
-    }
-    o.int("orig_head", *orig_head);
-    if let Some(parent) = parent {
-        o.str("parent", parent);
-    }
-    if !source.is_empty() {
-        o.str("source", source);
-    }
-    o.end();
-}
-
-fn tuple(out: &mut Vec<u8>, t: &CtTupleView) {
-    let CtTupleView {
-        src,
-        dst,
-        proto,
-        sport,
-        dport,
-        icmp_type,
-        icmp_code,
-        icmp_id,
-    } = t;
-    let mut o = Object::new(out);
-    o.opt_int("dport", *dport);
-    o.str("dst", dst);
-    o.opt_int("icmp_code", *icmp_code);
-    o.opt_int("icmp_id", *icmp_id);
-    o.opt_int("icmp_type", *icmp_type);
-    o.int("proto", *proto);
-    o.opt_int("sport", *sport);
-    o.str("src", src);
-    o.end();
-}
-
-fn conntrack(out: &mut Vec<u8>, c: &ConntrackView) {
-    let ConntrackView {
-        state,
-        status,
-        zone,
-        mark,
-        labels,
-        orig,
-        reply,
-        proto_state,
-    } = c;
-    let mut o = Object::new(out);
-    if let Some(labels) = labels {
-        hex(o.key("labels"), labels);
-    }
-    o.int("mark", *mark);
-    tuple(o.key("orig"), orig);
-    if let Some(proto_state) = proto_state {
-        o.str("proto_state", proto_state);
-    }
-    tuple(o.key("reply"), reply);
-    o.str("state", state);
-    o.int("status", *status);
-    o.int("zone", *zone);
-    o.end();
-}
-
-fn nft(out: &mut Vec<u8>, n: &NftView) {
-    let NftView {
-        table,
-        chain,
-        table_handle,
-        chain_handle,
-        rule_handle,
-        verdict,
-        verdict_chain,
-        policy,
-    } = n;
-    let mut o = Object::new(out);
-    o.str("chain", chain);
-    o.int("chain_handle", *chain_handle);
-    o.bool("policy", *policy);
-    o.opt_int("rule_handle", *rule_handle);
-    o.str("table", table);
-    o.int("table_handle", *table_handle);
-    o.str("verdict", verdict);
-    if let Some(verdict_chain) = verdict_chain {
-        o.str("verdict_chain", verdict_chain);
-    }
-    o.end();
-}
-
-fn stack(out: &mut Vec<u8>, s: &StackView) {
-    let StackView { frames } = s;
-    let mut o = Object::new(out);
-    let out = o.key("frames");
-    out.push(b'[');
-    for (i, frame) in frames.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let crate::model::view::StackFrameView { addr, symbol } = frame;
-        let mut f = Object::new(out);
-        f.int("addr", *addr);
-        if let Some(symbol) = symbol {
-            f.str("symbol", symbol);
-        }
-        f.end();
-    }
-    out.push(b']');
-    o.end();
 }
 
 fn dissection(out: &mut Vec<u8>, d: &Dissection) {
@@ -527,81 +286,4 @@ fn dissection(out: &mut Vec<u8>, d: &Dissection) {
         out.push(b']');
     }
     o.end();
-}
-
-/// A JSON object being written: keys must come in sorted order (callers' duty).
-struct Object<'b> {
-    out: &'b mut Vec<u8>,
-    empty: bool,
-}
-
-impl<'b> Object<'b> {
-    fn new(out: &'b mut Vec<u8>) -> Self {
-        out.push(b'{');
-        Object { out, empty: true }
-    }
-
-    /// Writes `"key":` (after a comma if needed) and returns the buffer for the value.
-    fn key(&mut self, key: &str) -> &mut Vec<u8> {
-        if !self.empty {
-            self.out.push(b',');
-        }
-        self.empty = false;
-        string(self.out, key);
-        self.out.push(b':');
-        self.out
-    }
-
-    fn int(&mut self, key: &str, value: impl itoa::Integer) {
-        int(self.key(key), value);
-    }
-
-    /// An optional number, left out when `None` (serde's `skip_serializing_if`).
-    fn opt_int(&mut self, key: &str, value: Option<impl itoa::Integer>) {
-        if let Some(value) = value {
-            self.int(key, value);
-        }
-    }
-
-    fn str(&mut self, key: &str, value: &str) {
-        string(self.key(key), value);
-    }
-
-    fn bool(&mut self, key: &str, value: bool) {
-        self.key(key)
-            .extend_from_slice(if value { b"true" } else { b"false" });
-    }
-
-    fn end(self) {
-        self.out.push(b'}');
-    }
-}
-
-fn int(out: &mut Vec<u8>, value: impl itoa::Integer) {
-    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
-}
-
-/// A JSON string as serde_json writes it: copied as is unless it holds a character JSON
-/// requires escaping (control characters, `"` and `\`), then serde_json's own escaping.
-pub(super) fn string(out: &mut Vec<u8>, value: &str) {
-    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(value.as_bytes());
-        out.push(b'"');
-    } else {
-        // Writing into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, value);
-    }
-}
-
-/// Bytes as a string of lowercase hex ([`crate::model::event::Bytes`] in JSON).
-fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(bytes.len() * 2 + 2);
-    out.push(b'"');
-    for &b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0xf)]);
-    }
-    out.push(b'"');
 }

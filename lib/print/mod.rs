@@ -30,7 +30,9 @@ use crate::cli::{self, TextSink};
 use crate::model::codec::{self, Frame, FrameKind, RawMap};
 use crate::model::dissect;
 use crate::model::event::{Clock, Event, Header, Lost, ProbeKind, Trailer, SECTIONS};
-use crate::model::view::{ConntrackView, CtTupleView, EventView};
+use crate::model::sections::text::{push_int, push_padded};
+use crate::model::sections::{self, with_sections};
+use crate::model::view::EventView;
 
 /// Output layouts of `trail-print`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -106,47 +108,31 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(printer.flush()?)
 }
 
-/// Which of the known keys `--fields` lets through (all without it): looked up once, not per
-/// event. JSON keeps `parsed` with `packet`.
-#[derive(Clone, Copy, Debug)]
-struct Shown {
-    time: bool,
-    common: bool,
-    probe: bool,
-    packet: bool,
-    parsed: bool,
-    skb: bool,
-    dev: bool,
-    netns: bool,
-    drop: bool,
-    tracking: bool,
-    ct: bool,
-    nft: bool,
-    stack: bool,
-    retval: bool,
-}
-
-impl Shown {
-    fn new(fields: Option<&BTreeSet<String>>) -> Shown {
-        let has = |name: &str| fields.is_none_or(|f| f.contains(name));
-        Shown {
-            time: has("time"),
-            common: has("common"),
-            probe: has("probe"),
-            packet: has("packet"),
-            parsed: has("parsed") || has("packet"),
-            skb: has("skb"),
-            dev: has("dev"),
-            netns: has("netns"),
-            drop: has("drop"),
-            tracking: has("tracking"),
-            ct: has("ct"),
-            nft: has("nft"),
-            stack: has("stack"),
-            retval: has("retval"),
+/// `Shown`: which of the known keys `--fields` lets through (all without it), looked up once,
+/// not per event: one switch per section (from the list of sections), `time`, and `parsed`,
+/// which JSON keeps with `packet`.
+macro_rules! define_shown {
+    ($($(#[$doc:meta])* $field:ident in $module:ident: $Owned:ident, $View:ident;)*) => {
+        #[derive(Clone, Copy, Debug)]
+        struct Shown {
+            time: bool,
+            parsed: bool,
+            $($field: bool,)*
         }
-    }
+
+        impl Shown {
+            fn new(fields: Option<&BTreeSet<String>>) -> Shown {
+                let has = |name: &str| fields.is_none_or(|f| f.contains(name));
+                Shown {
+                    time: has("time"),
+                    parsed: has("parsed") || has("packet"),
+                    $($field: has(stringify!($field)),)*
+                }
+            }
+        }
+    };
 }
+with_sections!(define_shown);
 
 /// An unknown section of an event: its name and its value as JSON.
 type Unknown<'p> = (&'p str, serde_json::Value);
@@ -352,9 +338,25 @@ impl<W: Write> Printer<W> {
         push_padded(out, ns % 1_000_000_000, 9);
     }
 
+    /// The text layout of an event: which section's piece goes where. The pieces are the
+    /// sections' own (`model::sections::*::text*`). `EventView` is destructured without `..`: a
+    /// new section does not compile until it has a place here.
     fn text_event(&mut self, event: &EventView, unknown: &[Unknown], line: &mut String) {
-        let child = event
-            .tracking
+        let EventView {
+            common: _,
+            probe: _,
+            packet,
+            skb,
+            dev,
+            netns,
+            drop: _,
+            tracking,
+            ct,
+            nft,
+            stack,
+            retval,
+        } = event;
+        let child = tracking
             .as_ref()
             .and_then(|t| t.index)
             .is_some_and(|i| i > 0);
@@ -369,10 +371,8 @@ impl<W: Write> Printer<W> {
         }
         self.first_line(event, line);
         if shown.packet {
-            if let Some(packet) = &event.packet {
-                self.summary.clear();
-                dissect::dissect_bytes(packet.data, packet.len, packet.layer, packet.linktype)
-                    .write_summary(&mut self.summary);
+            if let Some(packet) = packet {
+                sections::packet::text(&mut self.summary, packet);
                 let start = details.open(line);
                 line.push_str(&self.summary);
                 details.close(line, start);
@@ -382,30 +382,14 @@ impl<W: Write> Printer<W> {
             // One line for both; left out when neither section is there.
             let mark = line.len();
             let start = details.open(line);
-            if let Some(ns) = event.netns.as_ref().filter(|_| shown.netns) {
-                line.push_str("ns ");
-                push_int(line, ns.inum);
-                if let Some(cookie) = ns.cookie {
-                    line.push_str(" (cookie ");
-                    push_hex(line, cookie, 1, true);
-                    line.push(')');
-                }
+            if let Some(ns) = netns.as_ref().filter(|_| shown.netns) {
+                sections::netns::text(line, ns);
             }
-            if let Some(dev) = event.dev.as_ref().filter(|_| shown.dev) {
+            if let Some(dev) = dev.as_ref().filter(|_| shown.dev) {
                 if line.len() > start && !line.ends_with(' ') {
                     line.push(' ');
                 }
-                line.push_str("if ");
-                push_int(line, dev.ifindex);
-                if !dev.name.is_empty() {
-                    line.push_str(" (");
-                    line.push_str(dev.name);
-                    line.push(')');
-                }
-                if let Some(rx) = dev.rx_ifindex {
-                    line.push_str(" rxif ");
-                    push_int(line, rx);
-                }
+                sections::dev::text(line, dev);
             }
             if line.len() == start {
                 line.truncate(mark);
@@ -413,80 +397,24 @@ impl<W: Write> Printer<W> {
                 details.close(line, start);
             }
         }
-        if let Some(skb) = event.skb.as_ref().filter(|_| shown.skb) {
+        if let Some(skb) = skb.as_ref().filter(|_| shown.skb) {
             let start = details.open(line);
-            line.push_str("skb len ");
-            push_int(line, skb.len);
-            line.push_str(" data_len ");
-            push_int(line, skb.data_len);
-            line.push_str(" proto ");
-            push_hex(line, u64::from(skb.protocol), 4, true);
-            line.push_str(" pkt_type ");
-            line.push_str(pkt_type_name(skb.pkt_type));
-            line.push_str(" mark ");
-            push_hex(line, u64::from(skb.mark), 1, true);
-            line.push_str(" hash ");
-            push_hex(line, u64::from(skb.hash), 1, true);
-            line.push_str(" prio ");
-            push_int(line, skb.priority);
-            line.push_str(" csum ");
-            line.push_str(csum_name(skb.ip_summed));
-            line.push_str(" users ");
-            push_int(line, skb.users);
-            line.push_str(" dataref ");
-            push_int(line, skb.dataref);
-            if skb.cloned {
-                line.push_str(" cloned");
-            }
-            if skb.gso_size != 0 || skb.gso_segs != 0 {
-                line.push_str(" gso size ");
-                push_int(line, skb.gso_size);
-                line.push_str(" segs ");
-                push_int(line, skb.gso_segs);
-                line.push_str(" type ");
-                push_hex(line, u64::from(skb.gso_type), 1, true);
-            }
-            if let Some(tci) = skb.vlan_tci {
-                line.push_str(" vlan ");
-                push_int(line, tci & 0x0fff);
-                line.push_str(" prio ");
-                push_int(line, tci >> 13);
-            }
+            sections::skb::text(line, skb);
             details.close(line, start);
         }
-        if let Some(ct) = event.ct.as_ref().filter(|_| shown.ct) {
+        if let Some(ct) = ct.as_ref().filter(|_| shown.ct) {
             let start = details.open(line);
-            ct_line(line, ct);
+            sections::conntrack::text(line, ct);
             details.close(line, start);
         }
-        if let Some(nft) = event.nft.as_ref().filter(|_| shown.nft) {
+        if let Some(nft) = nft.as_ref().filter(|_| shown.nft) {
             let start = details.open(line);
-            line.push_str("nft table ");
-            line.push_str(nft.table);
-            line.push_str(" chain ");
-            line.push_str(nft.chain);
-            if let Some(handle) = nft.rule_handle {
-                line.push_str(" handle ");
-                push_int(line, handle);
-            }
-            line.push(' ');
-            line.push_str(nft.verdict);
-            if let Some(chain) = nft.verdict_chain {
-                line.push(' ');
-                line.push_str(chain);
-            }
-            if nft.policy {
-                line.push_str(" (policy)");
-            }
+            sections::nft::text(line, nft);
             details.close(line, start);
         }
-        if let Some(retval) = event.retval.filter(|_| shown.retval) {
+        if let Some(retval) = retval.filter(|_| shown.retval) {
             let start = details.open(line);
-            line.push_str("retval ");
-            push_int(line, retval);
-            line.push_str(" (");
-            push_hex(line, retval as u64, 1, true);
-            line.push(')');
+            sections::retval::text(line, retval);
             details.close(line, start);
         }
         for (name, value) in unknown {
@@ -496,20 +424,17 @@ impl<W: Write> Printer<W> {
                 details.close(line, start);
             }
         }
-        if let Some(stack) = event.stack.as_ref().filter(|_| shown.stack) {
+        if let Some(stack) = stack.as_ref().filter(|_| shown.stack) {
             for frame in &stack.frames {
                 let start = details.open(line);
-                line.push_str("  ");
-                match frame.symbol {
-                    Some(symbol) => line.push_str(symbol),
-                    None => push_hex(line, frame.addr, 1, true),
-                }
+                sections::stack::frame_text(line, frame);
                 details.close(line, start);
             }
         }
         line.push('\n');
     }
 
+    /// An event's first line: time, task, probe, tracking id, skb address, journey, drop.
     fn first_line(&self, event: &EventView, line: &mut String) {
         let shown = self.shown;
         if let Some(common) = &event.common {
@@ -522,69 +447,24 @@ impl<W: Write> Printer<W> {
                 .as_ref()
                 .is_some_and(|p| p.kind == ProbeKind::PcapImport);
             if shown.common && !imported {
-                line.push_str(" (");
-                push_int(line, common.cpu);
-                line.push(')');
-                if !common.comm.is_empty() {
-                    line.push_str(" [");
-                    line.push_str(common.comm);
-                    line.push(']');
-                }
-                if common.pid != 0 || common.tid != 0 {
-                    line.push(' ');
-                    push_int(line, common.pid);
-                    if common.pid != common.tid {
-                        line.push('/');
-                        push_int(line, common.tid);
-                    }
-                }
-                if let Some(host) = common.host {
-                    line.push_str(" @");
-                    line.push_str(host);
-                }
+                sections::common::text(line, common);
             }
         }
         if let Some(probe) = event.probe.as_ref().filter(|_| shown.probe) {
-            sep(line);
-            line.push('[');
-            line.push_str(probe.kind.marker());
-            line.push_str("] ");
-            line.push_str(probe.name);
+            sections::probe::text(line, probe);
         }
         let tracking = event.tracking.as_ref().filter(|_| shown.tracking);
         if let Some(tracking) = tracking {
-            sep(line);
-            line.push('#');
-            push_hex(line, tracking.first_seen, 1, false);
-            line.push('-');
-            push_hex(line, tracking.orig_head, 1, false);
+            sections::tracking::text_id(line, tracking);
         }
         if let Some(skb) = &event.skb {
-            if skb.addr != 0 {
-                sep(line);
-                line.push_str("(skb ");
-                push_hex(line, skb.addr, 1, false);
-                line.push(')');
-            }
+            sections::skb::text_addr(line, skb);
         }
         if let Some(tracking) = tracking {
-            if let Some(index) = tracking.index {
-                line.push_str(" n ");
-                push_int(line, index);
-            }
-            if let (Some(parent), Some(link)) = (tracking.parent, tracking.link) {
-                line.push_str(" (");
-                line.push_str(link);
-                line.push_str(" of #");
-                line.push_str(parent);
-                line.push(')');
-            }
+            sections::tracking::text_journey(line, tracking);
         }
         if let Some(drop) = event.drop.as_ref().filter(|_| shown.drop) {
-            sep(line);
-            line.push_str("drop (reason ");
-            line.push_str(drop.reason);
-            line.push(')');
+            sections::drop::text(line, drop);
         }
     }
 
@@ -707,134 +587,6 @@ impl Details {
                 line.replace_range(start..start + blank, "");
             }
         }
-    }
-}
-
-/// Appends an integer in decimal.
-fn push_int(out: &mut String, value: impl itoa::Integer) {
-    out.push_str(itoa::Buffer::new().format(value));
-}
-
-/// Appends `value` in decimal, zero-padded to `width` digits.
-fn push_padded(out: &mut String, value: u64, width: usize) {
-    let mut buffer = itoa::Buffer::new();
-    let digits = buffer.format(value);
-    for _ in digits.len()..width {
-        out.push('0');
-    }
-    out.push_str(digits);
-}
-
-/// Appends `value` in lowercase hex of at least `min_digits` digits (zero-padded), after `0x`
-/// with `prefix`: `{:x}`, `{:#x}` and `{:#06x}` without `core::fmt`.
-fn push_hex(out: &mut String, value: u64, min_digits: usize, prefix: bool) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 16];
-    let mut start = buf.len();
-    let mut rest = value;
-    while rest != 0 || buf.len() - start < min_digits.max(1) {
-        start -= 1;
-        buf[start] = DIGITS[(rest & 0xf) as usize];
-        rest >>= 4;
-    }
-    if prefix {
-        out.push_str("0x");
-    }
-    // Only ASCII hex digits were written.
-    out.push_str(std::str::from_utf8(&buf[start..]).unwrap_or_default());
-}
-
-fn sep(line: &mut String) {
-    if !line.is_empty() && !line.ends_with(' ') {
-        line.push(' ');
-    }
-}
-
-fn pkt_type_name(pkt_type: u8) -> &'static str {
-    match pkt_type {
-        0 => "host",
-        1 => "broadcast",
-        2 => "multicast",
-        3 => "otherhost",
-        4 => "outgoing",
-        5 => "loopback",
-        _ => "other",
-    }
-}
-
-fn csum_name(ip_summed: u8) -> &'static str {
-    match ip_summed {
-        0 => "none",
-        1 => "unnecessary",
-        2 => "complete",
-        3 => "partial",
-        _ => "?",
-    }
-}
-
-fn tuple_text(line: &mut String, t: &CtTupleView) {
-    line.push_str(t.src);
-    if let (Some(sport), Some(dport)) = (t.sport, t.dport) {
-        line.push('.');
-        push_int(line, sport);
-        line.push_str(" > ");
-        line.push_str(t.dst);
-        line.push('.');
-        push_int(line, dport);
-    } else {
-        line.push_str(" > ");
-        line.push_str(t.dst);
-    }
-    if let Some(kind) = t.icmp_type {
-        line.push_str(" type ");
-        push_int(line, kind);
-        line.push_str(" code ");
-        push_int(line, t.icmp_code.unwrap_or(0));
-    }
-    if let Some(id) = t.icmp_id {
-        line.push_str(" id ");
-        push_int(line, id);
-    }
-}
-
-fn push_proto(line: &mut String, proto: u8) {
-    match proto {
-        1 => line.push_str("icmp"),
-        6 => line.push_str("tcp"),
-        17 => line.push_str("udp"),
-        58 => line.push_str("icmp6"),
-        132 => line.push_str("sctp"),
-        other => {
-            line.push_str("proto ");
-            push_int(line, other);
-        }
-    }
-}
-
-fn ct_line(line: &mut String, ct: &ConntrackView) {
-    line.push_str("ct_state ");
-    if ct.state.is_ascii() {
-        line.extend(ct.state.bytes().map(|b| char::from(b.to_ascii_uppercase())));
-    } else {
-        line.push_str(&ct.state.to_uppercase());
-    }
-    line.push_str(" status ");
-    push_hex(line, u64::from(ct.status), 1, true);
-    line.push(' ');
-    push_proto(line, ct.orig.proto);
-    line.push_str(" orig [");
-    tuple_text(line, &ct.orig);
-    line.push_str("] reply [");
-    tuple_text(line, &ct.reply);
-    line.push_str("] zone ");
-    push_int(line, ct.zone);
-    line.push_str(" mark ");
-    push_int(line, ct.mark);
-    if let Some(state) = ct.proto_state {
-        line.push(' ');
-        push_proto(line, ct.orig.proto);
-        line.push_str(" state ");
-        line.push_str(state);
     }
 }
 

@@ -835,27 +835,6 @@ impl Job {
     }
 }
 
-/// How many sections of [`SECTIONS`] the event holds.
-fn known_sections(event: &Event) -> usize {
-    [
-        event.common.is_some(),
-        event.probe.is_some(),
-        event.packet.is_some(),
-        event.skb.is_some(),
-        event.dev.is_some(),
-        event.netns.is_some(),
-        event.drop.is_some(),
-        event.tracking.is_some(),
-        event.ct.is_some(),
-        event.nft.is_some(),
-        event.stack.is_some(),
-        event.retval.is_some(),
-    ]
-    .into_iter()
-    .filter(|&present| present)
-    .count()
-}
-
 /// The raw `kind` of a probe section, for kinds this build does not know.
 #[derive(serde::Deserialize)]
 struct ProbeKindText {
@@ -874,7 +853,7 @@ fn decode_row(item: Item) -> Result<Row, StreamError> {
         .probe
         .as_ref()
         .is_some_and(|p| p.kind == ProbeKind::Unknown);
-    let index = if entries as usize != known_sections(&event) || unknown_kind {
+    let index = if entries as usize != event.section_count() || unknown_kind {
         Some(RawMap::parse(&item.payload).map_err(|why| corrupt(input, item.offset, why))?)
     } else {
         None

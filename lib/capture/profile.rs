@@ -13,9 +13,10 @@
 //!     symbol: ip_rcv           #   a symbol /proc/kallsyms must list
 //! ```
 //!
-//! Contract: probes whose conditions fail are left out; a function probe (any kind but `tp`)
-//! without a glob is also left out when the kernel has no such symbol, so one profile serves
-//! kernels of different versions. Profiles are searched, first match wins, in
+//! Contract: options merge in [`super::plan::Request::new`]: a flag given on the command line
+//! wins, else the first profile that sets the option, else the default. Probes whose conditions
+//! fail are left out; a function probe (any kind but `tp`) without a glob is also left out when
+//! the kernel has no such symbol, so one profile serves kernels of different versions. Profiles are searched, first match wins, in
 //! `$TRAIL_PROFILE_PATH` (colon-separated directories), `$XDG_CONFIG_HOME/trail/profiles`
 //! (default `~/.config/trail/profiles`), `/etc/trail/profiles`, `/usr/share/trail/profiles`, and
 //! last the profiles shipped in the repository's `profiles/` (compiled into the binary).

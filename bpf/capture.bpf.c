@@ -23,7 +23,7 @@
  *   kprobe cookies exist since 5.15, raw_tp ones since 6.10). Where there is no cookie (raw_tp
  *   before 6.10) or one load per target is needed anyway (fentry/fexit: the target function is
  *   fixed at load), user space loads one more instance of this object per probe, sharing every
- *   map with the first, with the id in the rodata `fixed_probe`: the verifier then prunes the
+ *   map with the first, with the id in the rodata `cfg.fixed_probe`: the verifier then prunes the
  *   cookie helper call, which older kernels would refuse in raw_tp programs.
  * - Kernel functions (kprobe, kretprobe, fentry, fexit) have the same per-position program
  *   families as tracepoints. kretprobe and fexit describe the packet as the function got it:
@@ -47,23 +47,26 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Configuration, set by user space before load. */
-const volatile __u32 snaplen = 256;
-const volatile __u32 collectors = 0xffffffff;
-/* Value size of `scratch` (struct + snaplen + stack), so the verifier can bound copies. */
-const volatile __u32 record_max = sizeof(struct trail_event) + 256 + TRAIL_STACK_BYTES;
-/* Wake the reader only when this much data waits (it also polls on a timer). */
-const volatile __u64 wakeup_bytes = 1 << 20;
-/* Selection (TRAIL_SEL_*): which filters run before an event is built, see selected(). */
-const volatile __u32 selectors = 0;
-const volatile __u32 select_pid = 0;
-/* The probe id of every program of this instance, or TRAIL_NO_PROBE: the attach cookie. */
-const volatile __u32 fixed_probe = TRAIL_NO_PROBE;
+/* Configuration, set by user space before load (struct trail_config in capture.h). */
+const volatile struct trail_config cfg = {
+	.wakeup_bytes = 1 << 20,
+	.snaplen = 256,
+	.collectors = 0xffffffff,
+	.record_max = sizeof(struct trail_event) + 256 + TRAIL_STACK_BYTES,
+	.selectors = 0,
+	.select_pid = 0,
+	.fixed_probe = TRAIL_NO_PROBE,
+};
 
 /* Dummy globals so the skeleton emits these types for user space (STYLE.md point 6). */
 struct trail_event trail_event_type = {};
 struct trail_probe_config trail_probe_config_type = {};
 struct trail_probe_stats trail_probe_stats_type = {};
+enum trail_limit trail_limit_type = 0;
+enum trail_event_flag trail_event_flag_type = 0;
+enum trail_probe_flag trail_probe_flag_type = 0;
+enum trail_collector trail_collector_type = 0;
+enum trail_selector trail_selector_type = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -549,13 +552,14 @@ static __always_inline bool followed(__u64 addr, struct fp_input *fp)
 static __always_inline bool selected(struct sk_buff *skb, struct fp_input *fp,
 				     unsigned char *start, bool l3, __u32 linear, __u32 pkt_len)
 {
-	if ((selectors & TRAIL_SEL_FOLLOW) && followed((__u64)skb, fp))
+	if ((cfg.selectors & TRAIL_SEL_FOLLOW) && followed((__u64)skb, fp))
 		return true;
-	if ((selectors & TRAIL_SEL_PID) && (bpf_get_current_pid_tgid() >> 32) != select_pid)
+	if ((cfg.selectors & TRAIL_SEL_PID) &&
+	    (bpf_get_current_pid_tgid() >> 32) != cfg.select_pid)
 		return false;
-	if ((selectors & TRAIL_SEL_META) && !trail_meta(skb))
+	if ((cfg.selectors & TRAIL_SEL_META) && !trail_meta(skb))
 		return false;
-	if (selectors & TRAIL_SEL_PACKET) {
+	if (cfg.selectors & TRAIL_SEL_PACKET) {
 		if (!l3)
 			return trail_filter_l2(start, linear, pkt_len) != 0;
 		if (fp->net == 0xffff)
@@ -586,8 +590,8 @@ static __always_inline void count_lost(struct trail_probe_stats *stats)
 /* The probe that fired: rodata for per-probe instances, else the attach cookie. */
 static __always_inline __u32 probe_identity(void *ctx)
 {
-	if (fixed_probe != TRAIL_NO_PROBE)
-		return fixed_probe;
+	if (cfg.fixed_probe != TRAIL_NO_PROBE)
+		return cfg.fixed_probe;
 	return (__u32)bpf_get_attach_cookie(ctx);
 }
 
@@ -656,8 +660,8 @@ static __always_inline __u64 read_paged(struct sk_buff *skb, unsigned char *star
 		skip = start - data;
 	if (before > TRAIL_PAGED_BEFORE_MAX || skip >= len)
 		return 0;
-	if (before > snaplen)
-		before = snaplen;
+	if (before > cfg.snaplen)
+		before = cfg.snaplen;
 	/* Separate instructions: the verifier must see before <= the max and n <= snaplen. */
 	barrier_var(before);
 	if (before > TRAIL_PAGED_BEFORE_MAX)
@@ -665,10 +669,10 @@ static __always_inline __u64 read_paged(struct sk_buff *skb, unsigned char *star
 	if (before && bpf_probe_read_kernel(dst, before, start))
 		return 0;
 	n = len - skip;
-	if (n > snaplen - before)
-		n = snaplen - before;
+	if (n > cfg.snaplen - before)
+		n = cfg.snaplen - before;
 	barrier_var(n);
-	if (n > snaplen)
+	if (n > cfg.snaplen)
 		return 0;
 	if (bpf_dynptr_from_skb((struct __sk_buff *)skb, 0, &ptr))
 		return 0;
@@ -686,7 +690,7 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 {
 	__u32 probe = probe_identity(ctx);
 	struct trail_probe_stats *stats;
-	struct trail_probe_config *config;
+	struct trail_probe_config *probe_cfg;
 	struct trail_event *ev;
 	struct skb_shared_info *shinfo;
 	struct net_device *dev;
@@ -704,11 +708,11 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	if (!skb || probe >= TRAIL_MAX_PROBES)
 		return 0;
 	stats = bpf_map_lookup_elem(&probe_stats, &probe);
-	config = bpf_map_lookup_elem(&probe_config, &probe);
-	if (!stats || !config)
+	probe_cfg = bpf_map_lookup_elem(&probe_config, &probe);
+	if (!stats || !probe_cfg)
 		return 0;
 	__sync_fetch_and_add(&stats->hits, 1);
-	flags = config->flags;
+	flags = probe_cfg->flags;
 	frees = flags & TRAIL_PROBE_FREES;
 
 	head = BPF_CORE_READ(skb, head);
@@ -748,7 +752,7 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	fp_in.net = net;
 	fp_in.protocol = protocol;
 	fp_in.len = len;
-	if (selectors && !selected(skb, &fp_in, start, l3, linear, pkt_len))
+	if (cfg.selectors && !selected(skb, &fp_in, start, l3, linear, pkt_len))
 		return 0;
 
 	slot = 0;
@@ -785,7 +789,7 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	shinfo = (struct skb_shared_info *)(head + BPF_CORE_READ(skb, end));
 	dataref = BPF_CORE_READ(shinfo, dataref.counter);
 
-	if (collectors & TRAIL_C_SKB) {
+	if (cfg.collectors & TRAIL_C_SKB) {
 		ev->flags |= TRAIL_F_SKB;
 		ev->mark = BPF_CORE_READ(skb, mark);
 		ev->hash = BPF_CORE_READ(skb, hash);
@@ -805,42 +809,42 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 		}
 	}
 
-	if ((collectors & TRAIL_C_DEV) && dev) {
+	if ((cfg.collectors & TRAIL_C_DEV) && dev) {
 		ev->flags |= TRAIL_F_DEV;
 		ev->ifindex = BPF_CORE_READ(dev, ifindex);
 		bpf_probe_read_kernel_str(ev->ifname, sizeof(ev->ifname), &dev->name);
 		ev->skb_iif = BPF_CORE_READ(skb, skb_iif);
 	}
-	if (collectors & TRAIL_C_NETNS)
+	if (cfg.collectors & TRAIL_C_NETNS)
 		collect_netns(ev, skb, dev);
 	if (has_reason) {
 		ev->flags |= TRAIL_F_DROP;
 		ev->drop_reason = reason;
 	}
-	if (collectors & TRAIL_C_CT)
+	if (cfg.collectors & TRAIL_C_CT)
 		/* The address as stored: a scalar, which a global function takes (skb itself may be a
 		 * trusted pointer). */
 		trail_collect_ct(ev, ev->skb_addr);
-	if (collectors & TRAIL_C_TRACKING)
+	if (cfg.collectors & TRAIL_C_TRACKING)
 		trail_assign_id(ev, fingerprint_once(&fp_in), frees, dataref);
 
-	if (collectors & TRAIL_C_PACKET) {
+	if (cfg.collectors & TRAIL_C_PACKET) {
 		if (l3)
 			ev->flags |= TRAIL_F_L3;
 		ev->pkt_len = pkt_len;
 		/* Keep the clamps separate instructions: the verifier needs caplen <= snaplen. */
 		barrier_var(linear);
-		if (linear > snaplen)
-			linear = snaplen;
+		if (linear > cfg.snaplen)
+			linear = cfg.snaplen;
 		barrier_var(linear);
 		/* Beyond the linear part only through a dynptr (tp_btf): other program types have
 		 * no way to map a fragment's page (page_address() needs kernel data symbols). */
-		if (paged && linear < (__u64)pkt_len && linear < snaplen) {
+		if (paged && linear < (__u64)pkt_len && linear < cfg.snaplen) {
 			__u64 copied = read_paged(skb, start, data, len, buf + sizeof(*ev));
 
 			/* Never true; tells the verifier what read_paged guarantees. */
 			barrier_var(copied);
-			if (copied > snaplen)
+			if (copied > cfg.snaplen)
 				copied = 0;
 			barrier_var(copied);
 			caplen = copied;
@@ -858,8 +862,8 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 	if (flags & TRAIL_PROBE_STACK) {
 		long n;
 
-		if (size > record_max - TRAIL_STACK_BYTES)
-			size = record_max - TRAIL_STACK_BYTES;
+		if (size > cfg.record_max - TRAIL_STACK_BYTES)
+			size = cfg.record_max - TRAIL_STACK_BYTES;
 		n = bpf_get_stack(ctx, buf + size, TRAIL_STACK_BYTES, 0);
 		if (n > 0) {
 			ev->stack_bytes = n;
@@ -867,12 +871,12 @@ static __always_inline int process(void *ctx, struct sk_buff *skb, bool has_reas
 		}
 	}
 
-	if (size > record_max)
-		size = record_max;
+	if (size > cfg.record_max)
+		size = cfg.record_max;
 	if (park) {
 		bpf_map_update_elem(&kret_pending, park, buf, BPF_ANY);
 	} else {
-		__u64 wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= wakeup_bytes
+		__u64 wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= cfg.wakeup_bytes
 				     ? BPF_RB_FORCE_WAKEUP
 				     : BPF_RB_NO_WAKEUP;
 
@@ -1017,13 +1021,13 @@ static __always_inline int complete(void *ctx, __s64 retval)
 	ev->flags |= TRAIL_F_RETVAL;
 	ev->retval = retval;
 	size = (__u64)sizeof(*ev) + ev->caplen + ev->stack_bytes;
-	wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= wakeup_bytes
+	wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= cfg.wakeup_bytes
 		       ? BPF_RB_FORCE_WAKEUP
 		       : BPF_RB_NO_WAKEUP;
 	/* Separate instructions for the clamp: the verifier needs size <= record_max. */
 	barrier_var(size);
-	if (size > record_max)
-		size = record_max;
+	if (size > cfg.record_max)
+		size = cfg.record_max;
 	barrier_var(size);
 	if (bpf_ringbuf_output(&events, ev, size, wake))
 		count_lost(stats);
@@ -1040,25 +1044,25 @@ static __always_inline int complete(void *ctx, __s64 retval)
 static __always_inline int track_end(void *ctx, struct sk_buff *skb)
 {
 	__u32 probe = probe_identity(ctx);
-	struct trail_probe_config *config;
+	struct trail_probe_config *probe_cfg;
 	__u64 addr = (__u64)skb, head;
 
 	if (!skb || probe >= TRAIL_MAX_PROBES)
 		return 0;
-	config = bpf_map_lookup_elem(&probe_config, &probe);
-	if (!config)
+	probe_cfg = bpf_map_lookup_elem(&probe_config, &probe);
+	if (!probe_cfg)
 		return 0;
-	if (config->flags & TRAIL_PROBE_END_HEAD) {
+	if (probe_cfg->flags & TRAIL_PROBE_END_HEAD) {
 		unsigned char *h = BPF_CORE_READ(skb, head);
 		struct skb_shared_info *shinfo =
 			(struct skb_shared_info *)(h + BPF_CORE_READ(skb, end));
 		__u32 dataref = BPF_CORE_READ(shinfo, dataref.counter);
 
 		head = (__u64)h;
-		if ((config->flags & TRAIL_PROBE_END_ALWAYS) || (dataref & SKB_DATAREF_MASK) <= 1)
+		if ((probe_cfg->flags & TRAIL_PROBE_END_ALWAYS) || (dataref & SKB_DATAREF_MASK) <= 1)
 			bpf_map_delete_elem(&track_heads, &head);
 	}
-	if (config->flags & TRAIL_PROBE_END_SKB)
+	if (probe_cfg->flags & TRAIL_PROBE_END_SKB)
 		bpf_map_delete_elem(&track_skbs, &addr);
 	return 0;
 }

@@ -1,91 +1,99 @@
-//! Which program of `bpf/capture.bpf.c` serves each probe, extra object instances where the
-//! probe identity cannot be a cookie, and attaching everything.
+//! Phase 3 of a capture, attach: every probe's programs to its target, then the tracking
+//! settings that depend on what attached.
 //!
 //! Contract:
-//! - The first ("primary") object holds every map; it loads the programs whose attachments
-//!   carry the probe id as a BPF cookie (raw tracepoints on 6.10+, kprobes, kprobe-multi).
-//! - An instance is one more open+load of the same object for one probe, every map shared with
-//!   the primary (`reuse_fd`, so events, counters and tracking are one), and the probe id in its
-//!   rodata `fixed_probe`. Used for fentry/fexit and tp_btf (the target is fixed at load), and
-//!   raw tracepoints on kernels without raw_tp cookies (before 6.10).
-//! - Tracepoints load as tp_btf programs where the kernel lets those read paged skb data
-//!   (`Features::paged_tracepoints`), else as raw_tp programs (linear data only).
+//! - Programs of the primary object attach with the probe id as BPF cookie (raw tracepoints on
+//!   6.10+, kprobes, kprobe-multi); instances attach as they are (their rodata names the
+//!   probe).
 //! - kprobe-multi is tried first where the kernel has it; if the multi link fails, the same
-//!   probes are attached one by one through a fallback instance of single-kprobe programs.
+//!   probes are attached one by one through a fallback instance of single-kprobe programs,
+//!   kept in [`Loaded::kept`].
 //! - Probes from a wildcard that fail to attach are skipped with a warning; any other failure
-//!   is an error. Links live in the returned vector only: dropping it detaches everything.
+//!   is an error. Links live in [`Attached::links`] only: dropping them detaches everything.
+//! - After attaching, the filter bodies installed for splicing are cleared (an error if none
+//!   was placed), and tracking trusts known heads only when every head-freeing end point
+//!   attached.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::mem::MaybeUninit;
-use std::os::fd::AsFd;
 
 use anyhow::Context;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{KprobeMultiOpts, KprobeOpts, Link, MapCore, OpenObject, RawTracepointOpts};
+use libbpf_rs::skel::Skel;
+use libbpf_rs::{KprobeMultiOpts, KprobeOpts, Link, MapCore, MapFlags, RawTracepointOpts};
 
-use super::bpf::{CaptureSkel, CaptureSkelBuilder, OpenCaptureSkel};
-use super::functions::Features;
+use super::bpf::{types, CaptureSkel};
+use super::load::{self, Loaded};
+use super::plan::{ObjectConfig, Placement, Plan};
 use super::probe::{Probe, Target};
-use crate::model::error::UsageError;
-use crate::model::event::ProbeKind;
+use super::splice;
 
-/// `fixed_probe` when the cookie tells the probe (`TRAIL_NO_PROBE`).
-pub const NO_PROBE: u32 = u32::MAX;
-
-/// Where a probe's programs are loaded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Placement {
-    /// Programs of the primary object, attached with the probe id as cookie.
-    Primary(Vec<String>),
-    /// One instance with these programs, `fixed_probe` = the probe id.
-    Instance(Vec<String>),
+/// What the attach phase leaves running.
+pub struct Attached {
+    /// Dropping these detaches every probe.
+    pub links: Vec<Link>,
+    pub report: Report,
+    /// Whether tracking trusts known heads (every head-freeing end point attached).
+    pub trusted: bool,
 }
 
-/// Programs and placement for one probe.
-pub fn placement(probe: &Probe, features: &Features) -> anyhow::Result<Placement> {
-    let skb = probe.skb().context("probe without an skb argument")?;
-    let multi = features.kprobe_multi;
-    if probe.is_internal() {
-        return Ok(match probe.kind {
-            ProbeKind::Kprobe => Placement::Primary(vec![format!("kprobe_track_end_at_{skb}")]),
-            _ => Placement::Instance(vec![format!("fentry_track_end_at_{skb}")]),
-        });
+/// Attaches every probe of `plan` to the objects of `loaded`.
+pub fn attach(
+    loaded: &mut Loaded<'_>,
+    plan: &Plan,
+    config: &ObjectConfig,
+) -> anyhow::Result<Attached> {
+    let Loaded {
+        kept,
+        instances,
+        primary,
+        spare,
+        splicing,
+        ..
+    } = loaded;
+    let primary = &*primary;
+    let mut fallback = |names: &[String]| {
+        let storage = spare.take().context("kprobe fallback used twice")?;
+        let programs: Vec<(String, Option<String>)> =
+            names.iter().map(|n| (n.clone(), None)).collect();
+        load::load_instance(storage, primary, config, None, &programs)
+    };
+    let (links, report) = attach_all(
+        primary,
+        &plan.probes,
+        &plan.placements,
+        instances,
+        &mut fallback,
+        kept,
+        &mut |warning| eprintln!("trail-capture: warning: {warning}"),
+    )?;
+    match splice::clear() {
+        Err(err) => anyhow::bail!(err),
+        Ok(0) if *splicing => anyhow::bail!(
+            "the filters were not placed in any probe program (BPF section without our load \
+             handler?)"
+        ),
+        Ok(_) => {}
     }
-    Ok(match (&probe.target, probe.kind) {
-        (Target::Tracepoint(tp), _) => {
-            let name = match tp.drop_reason {
-                Some(reason @ 1..=3) if skb == 0 => format!("skb_at_0_reason_at_{reason}"),
-                _ if skb <= 5 => format!("skb_at_{skb}"),
-                _ => {
-                    return Err(UsageError(format!(
-                        "tp:{}: its skb is argument {skb}; this build has programs for positions 0 to 5",
-                        tp.full_name()
-                    ))
-                    .into())
-                }
-            };
-            if features.paged_tracepoints.is_ok() {
-                Placement::Instance(vec![format!("tp_btf_{name}")])
-            } else if features.raw_tp_cookies {
-                Placement::Primary(vec![name])
-            } else {
-                Placement::Instance(vec![name])
-            }
-        }
-        (_, ProbeKind::Kprobe) if multi => Placement::Primary(vec![format!("kmulti_skb_at_{skb}")]),
-        (_, ProbeKind::Kprobe) => Placement::Primary(vec![format!("kprobe_skb_at_{skb}")]),
-        (_, ProbeKind::Kretprobe) if multi => Placement::Primary(vec![
-            format!("kmulti_ret_entry_at_{skb}"),
-            "kmulti_ret_skb".into(),
-        ]),
-        (_, ProbeKind::Kretprobe) => {
-            Placement::Primary(vec![format!("kret_entry_at_{skb}"), "kretprobe_skb".into()])
-        }
-        (_, ProbeKind::Fentry) => Placement::Instance(vec![format!("fentry_skb_at_{skb}")]),
-        (_, ProbeKind::Fexit) => {
-            Placement::Instance(vec![format!("fexit_entry_at_{skb}"), "fexit_skb".into()])
-        }
-        (_, kind) => anyhow::bail!("no program for {kind:?} probes"),
+    // Tracking trusts a known head only when every head-freeing end point is attached.
+    let head_ends: Vec<&Probe> = plan
+        .probes
+        .iter()
+        .filter(|p| p.track_end & types::trail_probe_flag::TRAIL_PROBE_END_HEAD.0 != 0)
+        .collect();
+    let trusted = !head_ends.is_empty()
+        && head_ends
+            .iter()
+            .all(|p| !report.skipped.contains(&p.spec()));
+    if trusted {
+        primary
+            .maps
+            .track_settings
+            .update(&0u32.to_ne_bytes(), &1u32.to_ne_bytes(), MapFlags::ANY)
+            .context("cannot configure tracking")?;
+    }
+    Ok(Attached {
+        links,
+        report,
+        trusted,
     })
 }
 
@@ -102,116 +110,6 @@ fn single_of(multi: &str) -> Option<String> {
         .map(|rest| format!("kprobe_skb_at_{rest}"))
 }
 
-/// Opens one more instance of the object, configured by `configure` (the same rodata and map
-/// sizes as the primary), maps shared with `primary`, `fixed` as its probe id, loading only
-/// `programs` (each with its fentry/fexit target function, if any).
-pub fn load_instance<'o>(
-    storage: &'o mut MaybeUninit<OpenObject>,
-    primary: &CaptureSkel<'_>,
-    configure: &Configure<'_>,
-    fixed: u32,
-    programs: &[(String, Option<String>)],
-) -> anyhow::Result<CaptureSkel<'o>> {
-    let mut open = CaptureSkelBuilder::default()
-        .open(storage)
-        .context("cannot open the BPF object")?;
-    configure(&mut open)?;
-    open.maps
-        .rodata_data
-        .as_deref_mut()
-        .context("BPF object has no rodata")?
-        .fixed_probe = fixed;
-    for mut map in open.open_object_mut().maps_mut() {
-        let name = map.name().to_string_lossy().into_owned();
-        // Global data sections are per instance (rodata holds `fixed_probe`).
-        if name.contains(".rodata") || name.contains(".data") || name.contains(".bss") {
-            continue;
-        }
-        let shared = primary
-            .object()
-            .maps()
-            .find(|m| m.name().to_string_lossy() == name)
-            .with_context(|| format!("map {name} missing from the primary object"))?;
-        map.reuse_fd(shared.as_fd())
-            .with_context(|| format!("cannot share map {name}"))?;
-    }
-    for mut program in open.open_object_mut().progs_mut() {
-        let name = program.name().to_string_lossy().into_owned();
-        let wanted = programs.iter().find(|(p, _)| *p == name);
-        program.set_autoload(wanted.is_some());
-        if let Some((_, Some(function))) = wanted {
-            program
-                .set_attach_target(0, Some(function.clone()))
-                .with_context(|| format!("cannot target {function}"))?;
-        }
-    }
-    open.load().context("cannot load the BPF programs")
-}
-
-/// Sets what the primary object and every instance are opened with (rodata, map sizes).
-pub type Configure<'a> = dyn Fn(&mut OpenCaptureSkel<'_>) -> anyhow::Result<()> + Sync + 'a;
-
-/// One instance to load: probe id, programs with their targets (see [`load_instance`]), and
-/// where the open object lives.
-pub type InstanceJob<'o> = (
-    u32,
-    Vec<(String, Option<String>)>,
-    &'o mut MaybeUninit<OpenObject>,
-);
-
-/// Loads instances on all CPUs, results in the order of `jobs`. Loading is the verifier's
-/// work, about 10-20 ms per program, and each instance is its own load, so startup with many
-/// tp_btf or fentry probes scales with the CPUs.
-pub fn load_instances<'o>(
-    jobs: Vec<InstanceJob<'o>>,
-    primary: &CaptureSkel<'_>,
-    configure: &Configure<'_>,
-) -> Vec<anyhow::Result<CaptureSkel<'o>>> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(jobs.len());
-    // Round-robin shares; each worker returns (position, result) pairs.
-    let mut shares: Vec<Vec<(usize, InstanceJob<'o>)>> = (0..workers).map(|_| Vec::new()).collect();
-    let count = jobs.len();
-    for (at, job) in jobs.into_iter().enumerate() {
-        shares[at % workers].push((at, job));
-    }
-    let mut results: Vec<Option<anyhow::Result<CaptureSkel<'o>>>> =
-        (0..count).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = shares
-            .into_iter()
-            .map(|share| {
-                scope.spawn(move || {
-                    share
-                        .into_iter()
-                        .map(|(at, (id, programs, storage))| {
-                            (
-                                at,
-                                load_instance(storage, primary, configure, id, &programs),
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for handle in handles {
-            match handle.join() {
-                Ok(done) => {
-                    for (at, result) in done {
-                        results[at] = Some(result);
-                    }
-                }
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-    });
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("instance not loaded"))))
-        .collect()
-}
-
 /// What attaching did, for `-v` and the event counts.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -225,7 +123,7 @@ pub struct Report {
 
 /// Attaches every probe. `instances` pairs probe ids with their instance objects;
 /// `fallback` loads an instance of single-kprobe programs on demand (kprobe-multi failure).
-pub fn attach_all<'o>(
+fn attach_all<'o>(
     primary: &CaptureSkel<'_>,
     probes: &[Probe],
     placements: &[Placement],

@@ -14,6 +14,7 @@ use anyhow::Context;
 use libbpf_rs::btf::types::{Enum, Enum64, FuncProto, Ptr, Typedef};
 use libbpf_rs::btf::{Btf, BtfKind, BtfType, ReferencesType};
 
+use super::bpf::types::trail_probe_flag;
 use super::functions::{Features, Function, KPROBE_PMU};
 use super::kernel::with_tracefs;
 use crate::model::error::UsageError;
@@ -315,10 +316,12 @@ pub fn resolve(
         if !seen.insert(probe.spec()) {
             return Ok(());
         }
-        if probes.len() >= super::MAX_PROBES {
-            return Err(
-                UsageError(format!("too many probes (at most {})", super::MAX_PROBES)).into(),
-            );
+        if probes.len() >= super::bpf::MAX_PROBES {
+            return Err(UsageError(format!(
+                "too many probes (at most {})",
+                super::bpf::MAX_PROBES
+            ))
+            .into());
         }
         probes.push(Probe {
             id: probes.len() as u32,
@@ -519,14 +522,14 @@ fn resolve_functions(
 /// Tracking end points: functions that free an skb's data buffer or the sk_buff itself, with
 /// what they free (`TRAIL_PROBE_END_*`). Probed where the kernel has them and lets us.
 pub const TRACK_ENDS: &[(&str, u32)] = &[
-    (
-        "skb_free_head",
-        super::PROBE_END_HEAD | super::PROBE_END_ALWAYS,
-    ),
-    ("skb_release_data", super::PROBE_END_HEAD),
-    ("kfree_skbmem", super::PROBE_END_SKB),
-    ("kfree_skb_partial", super::PROBE_END_SKB),
+    ("skb_free_head", END_HEAD.0 | END_ALWAYS.0),
+    ("skb_release_data", END_HEAD.0),
+    ("kfree_skbmem", END_SKB.0),
+    ("kfree_skb_partial", END_SKB.0),
 ];
+const END_HEAD: trail_probe_flag = trail_probe_flag::TRAIL_PROBE_END_HEAD;
+const END_ALWAYS: trail_probe_flag = trail_probe_flag::TRAIL_PROBE_END_ALWAYS;
+const END_SKB: trail_probe_flag = trail_probe_flag::TRAIL_PROBE_END_SKB;
 
 /// Internal probes for [`TRACK_ENDS`] that this kernel can attach (kprobe, else fentry),
 /// appended after `probes`.
@@ -547,7 +550,7 @@ pub fn add_track_ends(probes: &mut Vec<Probe>, targets: &Targets<'_>) -> Vec<Str
             && targets
                 .traceable
                 .is_none_or(|t| t.get(*name).copied() == Some(1));
-        if !usable || probes.len() >= super::MAX_PROBES {
+        if !usable || probes.len() >= super::bpf::MAX_PROBES {
             continue;
         }
         probes.push(Probe {

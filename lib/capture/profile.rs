@@ -4,7 +4,7 @@
 //!
 //! ```yaml
 //! description: One line shown by --list-profiles
-//! snaplen: 128                 # optional: used when --snaplen is left at its default
+//! snaplen: 128                 # optional: used when --snaplen is not given
 //! collectors: [skb, dev, tracking, packet]   # optional: likewise for --collectors
 //! probes:
 //!   - tp:net:netif_receive_skb # a probe spec, as with -p
@@ -13,9 +13,10 @@
 //!     symbol: ip_rcv           #   a symbol /proc/kallsyms must list
 //! ```
 //!
-//! Contract: probes whose conditions fail are left out; a function probe (any kind but `tp`)
-//! without a glob is also left out when the kernel has no such symbol, so one profile serves
-//! kernels of different versions. Profiles are searched, first match wins, in
+//! Contract: options merge in [`super::plan::Request::new`]: a flag given on the command line
+//! wins, else the first profile that sets the option, else the default. Probes whose conditions
+//! fail are left out; a function probe (any kind but `tp`) without a glob is also left out when
+//! the kernel has no such symbol, so one profile serves kernels of different versions. Profiles are searched, first match wins, in
 //! `$TRAIL_PROFILE_PATH` (colon-separated directories), `$XDG_CONFIG_HOME/trail/profiles`
 //! (default `~/.config/trail/profiles`), `/etc/trail/profiles`, `/usr/share/trail/profiles`, and
 //! last the profiles shipped in the repository's `profiles/` (compiled into the binary).
@@ -29,7 +30,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use super::probe::ProbeSpec;
-use super::{Args, Collector};
+use super::Collector;
 use crate::model::error::UsageError;
 use crate::model::event::ProbeKind;
 
@@ -190,23 +191,36 @@ pub fn kernel_matches(condition: &str, release: &str) -> anyhow::Result<bool> {
     })
 }
 
-fn kallsyms() -> HashSet<String> {
-    fs::read_to_string("/proc/kallsyms")
-        .map(|text| {
-            text.lines()
-                .filter_map(|l| l.split_whitespace().nth(2))
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+/// What profile conditions are judged against: the kernel release and its symbols.
+#[derive(Debug, Default, Clone)]
+pub struct Host {
+    /// `uname -r`.
+    pub release: String,
+    /// Names listed by /proc/kallsyms (empty when unreadable: then no function is left out
+    /// for lack of a symbol).
+    pub symbols: HashSet<String>,
+}
+
+impl Host {
+    /// The running kernel's.
+    pub fn read() -> Host {
+        let (_, release) = super::kernel::uname();
+        let symbols = fs::read_to_string("/proc/kallsyms")
+            .map(|text| {
+                text.lines()
+                    .filter_map(|l| l.split_whitespace().nth(2))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Host { release, symbols }
+    }
 }
 
 impl Profile {
-    /// The probes this kernel gets, and the profile's options applied to `args` where the user
-    /// left the default.
-    pub fn apply(&self, args: &mut Args) -> anyhow::Result<Vec<ProbeSpec>> {
-        let (_, release) = super::kernel::uname();
-        let symbols = kallsyms();
+    /// The probes `host` gets.
+    pub fn probes(&self, host: &Host) -> anyhow::Result<Vec<ProbeSpec>> {
+        let symbols = &host.symbols;
         let mut specs = Vec::new();
         for entry in &self.probes {
             let (text, kernel, symbol) = match entry {
@@ -218,7 +232,7 @@ impl Profile {
                 } => (probe, kernel.as_deref(), symbol.as_deref()),
             };
             if let Some(condition) = kernel {
-                if !kernel_matches(condition, &release)? {
+                if !kernel_matches(condition, &host.release)? {
                     continue;
                 }
             }
@@ -235,32 +249,23 @@ impl Profile {
             }
             specs.push(spec);
         }
-        if let Some(snaplen) = self.snaplen {
-            if args.snaplen == 256 {
-                args.snaplen = snaplen.clamp(1, 65535);
-            }
-        }
-        if let Some(names) = &self.collectors {
-            let default = [
-                Collector::Skb,
-                Collector::Dev,
-                Collector::Netns,
-                Collector::Ct,
-                Collector::Tracking,
-                Collector::Packet,
-            ];
-            if args.collectors == default {
-                args.collectors = names
-                    .iter()
-                    .map(|n| {
-                        <Collector as clap::ValueEnum>::from_str(n, true)
-                            .map_err(|_| UsageError(format!("profile: unknown collector '{n}'")))
-                    })
-                    .collect::<Result<_, _>>()
-                    .context("profile collectors")?;
-            }
-        }
         Ok(specs)
+    }
+
+    /// The profile's `collectors`, if it sets them; an unknown name is a usage error.
+    pub fn collectors(&self) -> anyhow::Result<Option<Vec<Collector>>> {
+        let Some(names) = &self.collectors else {
+            return Ok(None);
+        };
+        let collectors = names
+            .iter()
+            .map(|n| {
+                <Collector as clap::ValueEnum>::from_str(n, true)
+                    .map_err(|_| UsageError(format!("profile: unknown collector '{n}'")))
+            })
+            .collect::<Result<_, _>>()
+            .context("profile collectors")?;
+        Ok(Some(collectors))
     }
 }
 

@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::bail;
 
-use super::bpf::types::{trail_ct_tuple, trail_event};
+use super::bpf::types::{trail_ct_tuple, trail_event, trail_event_flag as Flag};
 use super::kernel::Kallsyms;
 use super::probe::Probe;
 use crate::model::event::{
@@ -17,19 +17,19 @@ use crate::model::event::{
     Probe as ProbeSection, Skb, Stack, StackFrame, Tracking,
 };
 
-// Flag bits of `trail_event.flags` (capture.h).
-const F_L3: u32 = 1 << 0;
-const F_DEV: u32 = 1 << 1;
-const F_NETNS: u32 = 1 << 2;
-const F_NETNS_COOKIE: u32 = 1 << 3;
-const F_DROP: u32 = 1 << 4;
-const F_CT: u32 = 1 << 5;
-const F_VLAN: u32 = 1 << 6;
-const F_PACKET: u32 = 1 << 7;
-const F_TRACKING: u32 = 1 << 8;
-const F_SKB: u32 = 1 << 9;
-const F_UNTRACKED: u32 = 1 << 12;
-const F_RETVAL: u32 = 1 << 13;
+// Flag bits of `trail_event.flags` (capture.h `enum trail_event_flag`).
+const F_L3: u32 = Flag::TRAIL_F_L3.0;
+const F_DEV: u32 = Flag::TRAIL_F_DEV.0;
+const F_NETNS: u32 = Flag::TRAIL_F_NETNS.0;
+const F_NETNS_COOKIE: u32 = Flag::TRAIL_F_NETNS_COOKIE.0;
+const F_DROP: u32 = Flag::TRAIL_F_DROP.0;
+const F_CT: u32 = Flag::TRAIL_F_CT.0;
+const F_VLAN: u32 = Flag::TRAIL_F_VLAN.0;
+const F_PACKET: u32 = Flag::TRAIL_F_PACKET.0;
+const F_TRACKING: u32 = Flag::TRAIL_F_TRACKING.0;
+const F_SKB: u32 = Flag::TRAIL_F_SKB.0;
+const F_UNTRACKED: u32 = Flag::TRAIL_F_UNTRACKED.0;
+const F_RETVAL: u32 = Flag::TRAIL_F_RETVAL.0;
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;

@@ -12,14 +12,15 @@ use std::path::Path;
 use libbpf_rs::btf::Btf;
 use libbpf_rs::{libbpf_sys, AsRawLibbpf, OpenObject};
 
+use super::bpf::types::trail_selector;
 use crate::capture::kfilter::{meta, Insn, PacketFilter};
 use crate::model::error::UsageError;
 
-// Selector bits (capture.h TRAIL_SEL_*).
-pub const SEL_PACKET: u32 = 1 << 0;
-pub const SEL_META: u32 = 1 << 1;
-pub const SEL_PID: u32 = 1 << 2;
-pub const SEL_FOLLOW: u32 = 1 << 3;
+// Selector bits (capture.h `enum trail_selector`).
+pub const SEL_PACKET: u32 = trail_selector::TRAIL_SEL_PACKET.0;
+pub const SEL_META: u32 = trail_selector::TRAIL_SEL_META.0;
+pub const SEL_PID: u32 = trail_selector::TRAIL_SEL_PID.0;
+pub const SEL_FOLLOW: u32 = trail_selector::TRAIL_SEL_FOLLOW.0;
 
 /// Names of the placeholder functions in `bpf/capture.bpf.c`.
 const FILTER_L2: &str = "trail_filter_l2";

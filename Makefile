@@ -5,7 +5,7 @@ CARGO ?= cargo
 DEB_PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config libpcap-dev make \
 	tcpdump tshark nftables bpftool iproute2 iputils-ping jq python3 python3-venv time
 
-.PHONY: all deps build release test test-unit test-kernel test-vm lint run schemas bench bench-capture bench-select clean
+.PHONY: all deps build release test test-unit test-kernel test-vm lint run schemas bench bench-capture bench-select compat clean
 
 all: build
 
@@ -75,6 +75,30 @@ bench-capture: release
 # Per-hit cost of in-kernel filters (root).
 bench-select: release
 	bench/select.sh
+
+# Behaviour check for refactors: every tool of BASE (a git revision, default main) and of this
+# tree, release builds, on the same inputs (fixtures, synthetic streams, broken streams); stdout,
+# stderr, exit status and output files must be byte-identical (tests/compat/run.sh, 1-2 min; one
+# line per differing case). BASE is built in a git worktree under target/compat/ (removed
+# afterwards, also on failure) with its own CARGO_TARGET_DIR, target/compat-target, kept so that
+# the next run reuses its dependencies; an empty [workspace] table is added to its Cargo.toml
+# there if it has none, keeping it out of this tree's workspace should this tree be one. BASE=HEAD
+# checks uncommitted changes.
+BASE ?= main
+compat: release
+	$(CARGO) build --release --example synth
+	@set -euo pipefail; \
+	rev=$$(git rev-parse --verify --quiet '$(BASE)^{commit}') || { echo "compat: no such revision: $(BASE)"; exit 2; }; \
+	wt=target/compat/base; \
+	cleanup() { git worktree remove --force "$$wt" 2>/dev/null || rm -rf "$$wt"; git worktree prune; }; \
+	cleanup; trap cleanup EXIT; trap 'exit 130' INT TERM HUP; \
+	mkdir -p target/compat; \
+	git worktree add --detach --quiet "$$wt" "$$rev"; \
+	echo "compat: building $(BASE) ($$(git rev-parse --short $$rev)) in $$wt"; \
+	grep -q '^\[workspace\]' "$$wt/Cargo.toml" || printf '\n[workspace]\n' >> "$$wt/Cargo.toml"; \
+	CARGO_TARGET_DIR=$$PWD/target/compat-target $(CARGO) build --release --workspace --bins --manifest-path "$$wt/Cargo.toml"; \
+	cleanup; \
+	SYNTH=target/release/examples/synth tests/compat/run.sh target/compat-target/release target/release target/compat/work
 
 clean:
 	$(CARGO) clean

@@ -598,7 +598,7 @@ struct JsonLine {
     event: Event,
     /// The event time as printed (monotonic `secs.nanos`, or UTC with `--utc`).
     time: Option<String>,
-    /// The dissected packet (see `lib/dissect.rs`).
+    /// The dissected packet (see `lib/model/dissect.rs`).
     parsed: Option<dissect::Dissection>,
 }
 

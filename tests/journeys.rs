@@ -966,7 +966,7 @@ fn printer_writes_one_json_line_per_journey() {
         for frame in frames(&sorted) {
             printer.frame(&frame, "sorted").expect("print");
         }
-        printer.flush().expect("flush");
+        printer.finish().expect("finish");
     }
     let lines: Vec<serde_json::Value> = text
         .split(|&b| b == b'\n')

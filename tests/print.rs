@@ -428,3 +428,52 @@ fn json_of_synthetic_events_is_what_serde_writes() {
         );
     }
 }
+
+/// `--json --journeys` on a pipe that runs dry in the middle of a journey (a live
+/// `trail-sort | trail-print`) prints the same journeys as on a file: a pause in the input ends
+/// nothing. It used to end the journey being collected and drop the rest of its events.
+#[test]
+fn json_journeys_survive_a_pause_in_the_input() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    let tracked = |ts: u64, head: u64, index: u32| {
+        let mut event = crate::common::event(ts, "net:netif_receive_skb", Some(&[0u8; 20]));
+        event.tracking = Some(Tracking {
+            first_seen: 1000 + head,
+            orig_head: head,
+            index: Some(index),
+            ..Tracking::default()
+        });
+        event
+    };
+    let events: Vec<_> = (0..2u64)
+        .flat_map(|j| (0..3u32).map(move |i| tracked(2000 + j * 10 + u64::from(i), 0x100 + j, i)))
+        .collect();
+    let stream = crate::common::stream(&crate::common::header("test", "h", 0), &events);
+    let whole = crate::common::run_ok("trail-print", &["--json", "--journeys"], &stream);
+
+    // Cut after the second event of the first journey, and wait before sending the rest.
+    let cut_at = crate::common::stream(&crate::common::header("test", "h", 0), &events[..2]).len();
+    let mut child = Command::new(crate::common::bin("trail-print"))
+        .args(["--json", "--journeys"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start trail-print");
+    let mut input = child.stdin.take().expect("piped stdin");
+    input.write_all(&stream[..cut_at]).expect("first part");
+    input.flush().expect("flush");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    input.write_all(&stream[cut_at..]).expect("rest");
+    drop(input);
+    let paused = child.wait_with_output().expect("trail-print ends");
+    assert!(paused.status.success(), "trail-print failed");
+    let lines = String::from_utf8_lossy(&paused.stdout);
+    assert_eq!(lines.lines().count(), 2, "two journeys: {lines}");
+    assert_eq!(
+        lines,
+        String::from_utf8_lossy(&whole),
+        "a pause in the input changed the journeys"
+    );
+}

@@ -128,8 +128,8 @@ pub struct Args {
     /// Stop after writing N events.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
-    /// Stop after SECS seconds.
-    #[arg(long, value_name = "SECS")]
+    /// Stop after SECS seconds (or a duration with a unit: 500ms, 2m).
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub duration: Option<f64>,
     /// Sections to collect besides common and probe (comma-separated)
     /// [default: skb,dev,netns,ct,tracking,packet].
@@ -180,6 +180,12 @@ impl Args {
             no_follow: self.no_follow,
         }
     }
+}
+
+/// `--duration`: seconds, read by the one duration parser of every tool
+/// ([`crate::cli::parse::parse_duration`]; a bare number is seconds).
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    crate::cli::parse::parse_duration(text).map(|ns| ns as f64 / 1e9)
 }
 
 /// `--buffer-size`: a size ([`cli::parse::parse_size`]) that the ring buffer can have.

@@ -302,7 +302,10 @@ pub trait TextSink {
     fn event(&mut self, event: &Event) -> io::Result<()>;
     fn lost(&mut self, lost: &Lost) -> io::Result<()>;
     fn trailer(&mut self, trailer: &Trailer) -> io::Result<()>;
+    /// Writes out what is buffered; more frames may follow.
     fn flush(&mut self) -> io::Result<()>;
+    /// The input has ended: writes anything held back, then flushes.
+    fn finish(&mut self) -> io::Result<()>;
 }
 
 /// Where a stream-producing tool writes: the binary stream, or text when stdout is a terminal.
@@ -375,7 +378,7 @@ impl Output {
     pub fn finish(self) -> anyhow::Result<()> {
         match self {
             Output::Binary(out) => out.finish(),
-            Output::Text(mut printer) => Ok(printer.flush()?),
+            Output::Text(mut printer) => Ok(printer.finish()?),
         }
     }
 }

@@ -31,42 +31,20 @@ pub enum Window {
 
 impl std::str::FromStr for Window {
     type Err = String;
+    /// A bare number counts events; anything with a unit is a duration, read by the one
+    /// duration parser of every tool ([`crate::cli::parse::parse_duration`]).
     fn from_str(text: &str) -> Result<Window, String> {
-        let split = text
-            .find(|c: char| c.is_ascii_alphabetic())
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let scale = match unit {
-            "" => {
-                return number
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .map(Window::Events)
-                    .ok_or_else(|| {
-                        format!(
-                            "'{text}' is not a window: give a number of events or a time like 2s"
-                        )
-                    })
-            }
-            "ns" => 1.0,
-            "us" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            other => {
-                return Err(format!(
-                    "unknown unit '{other}' in window '{text}' (ns, us, ms, s)"
-                ))
-            }
-        };
-        number
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite() && *v >= 0.0)
-            .map(|v| Window::Time((v * scale).round() as u64))
-            .ok_or_else(|| {
-                format!("'{text}' is not a window: give a number of events or a time like 2s")
-            })
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            return text
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Window::Events)
+                .ok_or_else(|| {
+                    format!("'{text}' is not a window: give a number of events or a time like 2s")
+                });
+        }
+        crate::cli::parse::parse_duration(text).map(Window::Time)
     }
 }
 

@@ -105,7 +105,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         || Ok(printer.borrow_mut().flush()?),
     )?;
     let mut printer = printer.into_inner();
-    Ok(printer.flush()?)
+    Ok(printer.finish()?)
 }
 
 /// `Shown`: which of the known keys `--fields` lets through (all without it), looked up once,
@@ -179,6 +179,9 @@ impl<W: Write> TextSink for Printer<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         Printer::flush(self)
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        Printer::finish(self)
     }
 }
 
@@ -310,7 +313,14 @@ impl<W: Write> Printer<W> {
         }
     }
 
+    /// Writes out what is buffered. A journey being collected (`--journeys`) stays open: more of
+    /// its events may follow once the input has more to read.
     pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// At the end of the input: writes the journey being collected, then flushes.
+    pub fn finish(&mut self) -> io::Result<()> {
         self.end_journey()?;
         self.out.flush()
     }

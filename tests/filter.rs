@@ -812,7 +812,7 @@ fn bad_expressions_are_usage_errors_with_a_column() {
     assert_eq!(output.status.code(), Some(2));
     let output = run(
         "trail-filter",
-        &["--journey", "--window", "2h", "drop"],
+        &["--journey", "--window", "2x", "drop"],
         &input,
     );
     assert_eq!(output.status.code(), Some(2));

@@ -392,7 +392,9 @@ mod tests {
         assert_eq!("1.5ms".parse(), Ok(Window::Time(1_500_000)));
         assert_eq!("5000".parse(), Ok(Window::Events(5000)));
         assert!("0".parse::<Window>().is_err());
-        assert!("2h".parse::<Window>().is_err());
+        // Units are those of every tool's durations (cli::parse), hours included.
+        assert_eq!("2h".parse(), Ok(Window::Time(7_200_000_000_000)));
+        assert!("2x".parse::<Window>().is_err());
         assert!("x".parse::<Window>().is_err());
     }
 }

@@ -52,7 +52,7 @@
 //!   IANA), [`super::pcapng::TRAIL_PEN`] is 32473, the number RFC 5612 reserves for documentation and examples;
 //!   the magic keeps our options apart from anyone else's under that number. Lost and trailer
 //!   records are not carried (only their totals go to stderr), nor sections without packets.
-//! - **Selection.** `--probe PATTERN` (repeatable, `*` wildcard) keeps events whose probe spec
+//! - **Selection.** `--probe PATTERN` (repeatable, `crate::expr::glob`: `*`, `?`, `[...]`) keeps events whose probe spec
 //!   (`tp:net:netif_receive_skb`) or name (`net:netif_receive_skb`) matches. With
 //!   `--first-per-journey` / `--last-per-journey` each tracked packet appears once, which keeps
 //!   Wireshark's TCP analysis from seeing the same segment at every probe as retransmissions.
